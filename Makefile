@@ -1,0 +1,44 @@
+# Two commands do all the set-up: `make demo` and `make test`. Each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+DEVICE ?= auto
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all notebooks lint bench env clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "==> creating $(VENV) and installing joimternet-lite with its tested pins (a few minutes, once)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,notebooks,testdata]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m joimternet_lite demo --config demo_cpu train.device=$(DEVICE)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	$(PY) -m joimternet_lite.notebook_runner --full notebooks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench
+
+bench: $(STAMP)
+	$(PY) bench/local_similarity.py
+	$(PY) bench/data_pipeline.py
+	$(PY) bench/train_throughput.py
+
+env: $(STAMP)
+	$(PY) -m joimternet_lite env
+
+clean-venv:
+	rm -rf $(VENV)

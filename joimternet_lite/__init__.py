@@ -1,0 +1,10 @@
+"""JoImTeRNet-lite: chest X-ray / report pre-training with global and region-word matching.
+
+The public API used by the notebooks and by other projects:
+
+- :func:`global_similarity` and :func:`local_similarity` (``joimternet_lite.models.attention``);
+- ``joimternet_lite.evaluate.retrieval_metrics``;
+- the command line, ``python -m joimternet_lite --help``.
+"""
+
+__version__ = "0.1.0"

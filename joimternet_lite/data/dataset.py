@@ -1,0 +1,177 @@
+"""Study dataset, collate function and DataLoader factory. Taught in notebook 02.
+
+One item is one study: one image (a random frontal image in training, the first frontal image in
+sorted path order in evaluation, so evaluation is deterministic) and its report text. Images that
+cannot be read are skipped, counted and returned in the batch's ``skipped`` list, so the trainer
+can summarise them and fail past ``data.max_skip_fraction``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+
+from ..config import Config
+from .images import ImageReadError, read_image
+from .schema import CHEXPERT_LABELS, load_manifest, resolve_image_path
+from .tokenizer import MAX_LENGTH, build_tokenizer, load_tokenizer
+from .transforms import build_transforms, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+class StudyDataset(Dataset):
+    """Studies of one split of a manifest.
+
+    Item: ``{"image": (1, S, S) float in [-1, 1], "text": str, "labels": (14,) float with NaN for
+    blank, "study_id": str, "index": int}``, or ``{"skipped": (study_id, reason)}`` when its image
+    cannot be read.
+    """
+
+    def __init__(self, manifest: datasets.Dataset, root: str | Path, split: str | None, transform,
+                 train: bool, frontal_only: bool = True, image_cache=None):
+        self.root = Path(root)
+        rows = manifest if split is None else manifest.filter(lambda s: s == split, input_columns="split")
+        self.rows = rows.select_columns(["study_id", "image_paths", "views", "text", "labels"])
+        self.transform = transform
+        self.train = train
+        self.frontal_only = frontal_only
+        self.image_cache = image_cache
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def candidate_images(self, row: dict) -> list[str]:
+        """Image paths usable for this study: frontal ones when asked, else all; sorted."""
+        pairs = list(zip(row["image_paths"], row["views"], strict=True))
+        if self.frontal_only:
+            frontal = [p for p, v in pairs if v == "frontal"]
+            pairs = [(p, "frontal") for p in frontal] or [(p, v) for p, v in pairs if v == "unknown"]
+        return sorted(p for p, _ in pairs)
+
+    def choose_image(self, row: dict) -> str | None:
+        paths = self.candidate_images(row)
+        if not paths:
+            return None
+        return paths[random.randrange(len(paths))] if self.train else paths[0]
+
+    def load_pixels(self, path: str) -> np.ndarray:
+        if self.image_cache is not None and self.image_cache.has(path):
+            return self.image_cache.get(path)
+        return read_image(resolve_image_path(self.root, path))
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        path = self.choose_image(row)
+        if path is None:
+            return {"skipped": (row["study_id"], "no frontal image")}
+        try:
+            pixels = self.load_pixels(path)
+        except ImageReadError as err:
+            log.warning("skipping study %s: %s", row["study_id"], err)
+            return {"skipped": (row["study_id"], str(err))}
+        return {
+            "image": self.transform(to_tensor(pixels)),
+            "text": row["text"],
+            "labels": labels_to_tensor(row["labels"]),
+            "study_id": row["study_id"],
+            "index": index,
+        }
+
+
+def labels_to_tensor(labels: dict) -> torch.Tensor:
+    """CheXpert dict (1 / 0 / -1 / None) -> (14,) float tensor, NaN for None."""
+    return torch.tensor([math.nan if labels[n] is None else float(labels[n]) for n in CHEXPERT_LABELS])
+
+
+class Collate:
+    """Stack images, tokenize texts; studies whose image failed are reported in ``skipped``.
+
+    Batch: ``images`` (B, 1, S, S), ``input_ids`` / ``attention_mask`` (B, L), ``labels`` (B, 14),
+    ``study_ids``, ``texts``, ``index`` (B,), ``skipped`` list of (study_id, reason).
+    """
+
+    def __init__(self, tokenizer, max_length: int = MAX_LENGTH):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, items: list[dict]) -> dict:
+        good = [it for it in items if "skipped" not in it]
+        skipped = [it["skipped"] for it in items if "skipped" in it]
+        texts = [it["text"] for it in good]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {
+            "images": torch.stack([it["image"] for it in good]) if good else torch.empty(0),
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "labels": torch.stack([it["labels"] for it in good]) if good else torch.empty(0, 14),
+            "study_ids": [it["study_id"] for it in good],
+            "texts": texts,
+            "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+            "skipped": skipped,
+        }
+
+
+def make_dataset(cfg: Config, manifest: datasets.Dataset, split: str | None, train: bool,
+                 image_cache=None) -> StudyDataset:
+    d = cfg.data
+    transform = build_transforms(d.image_size, train, d.augment_rotation, d.augment_crop_scale, d.augment_jitter)
+    return StudyDataset(manifest, d.root, split, transform, train, d.frontal_only, image_cache)
+
+
+def make_dataloader(dataset: StudyDataset, tokenizer, cfg: Config, train: bool, distributed: bool = False,
+                    batch_size: int | None = None, generator: torch.Generator | None = None,
+                    device: torch.device | None = None) -> DataLoader:
+    """DataLoader with the project's collate; pinned memory and non-blocking copies on CUDA only.
+
+    Training shuffles with ``generator`` (or a DistributedSampler under DDP) and drops the last
+    incomplete batch, as the authors do, so every CE softmax sees the same number of negatives.
+    """
+    workers = cfg.data.num_workers
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.train.seed, drop_last=train)
+    elif train:
+        sampler = RandomSampler(dataset, generator=generator)
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or cfg.train.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=Collate(tokenizer, cfg.data.max_length),
+        pin_memory=device is not None and device.type == "cuda",
+        persistent_workers=workers > 0,
+        drop_last=train,
+    )
+
+
+def load_training_data(cfg: Config, tokenizer_dir: str | Path | None = None):
+    """Return ``(manifest, tokenizer)`` for ``cfg.data``; generates SynthCXR when asked and absent.
+
+    The tokenizer is loaded from ``tokenizer_dir`` (a run's saved tokenizer) when it exists, else
+    from ``<root>/tokenizer``, else trained on the training split's reports and saved there.
+    """
+    root = Path(cfg.data.root)
+    if cfg.data.source == "synthetic" and not (root / "manifest.json").exists():
+        from .synthetic import generate_synthcxr
+
+        generate_synthcxr(root, num_studies=cfg.data.num_studies, image_size=cfg.data.synth_image_size,
+                          seed=cfg.data.seed)
+    manifest = load_manifest(root)
+    for candidate in (tokenizer_dir, root / "tokenizer"):
+        if candidate is not None and (Path(candidate) / "tokenizer.json").exists():
+            return manifest, load_tokenizer(candidate)
+    train_texts = manifest.filter(lambda s: s == "train", input_columns="split")["text"]
+    tokenizer = build_tokenizer(train_texts, min_frequency=cfg.data.min_word_frequency,
+                                max_length=cfg.data.max_length)
+    tokenizer.save_pretrained(str(root / "tokenizer"))
+    return manifest, tokenizer

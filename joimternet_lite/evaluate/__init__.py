@@ -1,0 +1,1 @@
+"""Evaluation: retrieval, classification and grounding (notebooks 09-11)."""
