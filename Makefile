@@ -20,14 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m joimternet_lite demo --config demo_cpu train.device=$(DEVICE)
 
+# Package tests, then every notebook and solution notebook in smoke mode (nbmake), in one run.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	JOIMTERNET_SMOKE=1 $(PY) -m pytest -m "not slow" tests --nbmake notebooks $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	JOIMTERNET_SMOKE=1 $(PY) -m pytest tests --nbmake notebooks $(PYTEST_ARGS)
 
 notebooks: $(STAMP)
-	$(PY) -m joimternet_lite.notebook_runner --full notebooks
+	$(PY) notebooks/run_notebooks.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench

@@ -1,0 +1,79 @@
+"""Helpers for the course notebooks: smoke mode, self-checking exercises, and loading what a
+notebook defines so tests can compare it with the package (CONVENTIONS.md §1, §4, §8).
+
+Taught in notebook 00.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import types
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import torch
+
+
+def smoke_mode() -> bool:
+    """True when ``JOIMTERNET_SMOKE=1``: notebooks shrink their parameters, never their code path."""
+    return os.environ.get("JOIMTERNET_SMOKE", "0") not in ("", "0", "false", "False")
+
+
+def data_dir() -> Path:
+    """The course data folder: ``$JOIMTERNET_DATA``, default ``data/`` at the repository root."""
+    default = Path(__file__).resolve().parents[1] / "data"
+    return Path(os.environ.get("JOIMTERNET_DATA", default))
+
+
+def check(name: str, yours, expected, atol: float = 1e-5) -> bool:
+    """Compare an exercise answer with the expected value; prints "correct" or the difference."""
+    a = _as_array(yours)
+    b = _as_array(expected)
+    if a.shape != b.shape:
+        print(f"{name}: shape {a.shape}, expected {b.shape}")
+        return False
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    ok = diff <= atol
+    print(f"{name}: {'correct' if ok else f'max difference {diff:.3g}'}")
+    return ok
+
+
+def _as_array(x) -> np.ndarray:
+    if torch.is_tensor(x):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=float)
+
+
+def import_definitions(notebook: str | Path, names: list[str] | None = None) -> types.ModuleType:
+    """Execute only the imports, functions and classes a notebook defines; return them as a module.
+
+    Cells that train, plot or load data are skipped, so this runs in a second. Within a cell,
+    only top-level ``import``, ``def`` and ``class`` statements (and constants in ALL_CAPS) are kept.
+    """
+    nb = nbformat.read(str(notebook), as_version=4)
+    module = types.ModuleType(Path(notebook).stem)
+    kept = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        kept.extend(node for node in tree.body if _is_definition(node))
+    exec(compile(ast.Module(body=kept, type_ignores=[]), str(notebook), "exec"), module.__dict__)
+    missing = [n for n in names or [] if n not in module.__dict__]
+    if missing:
+        raise AttributeError(f"{notebook} does not define {missing}")
+    return module
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
+        return True
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
+        return True
+    return False

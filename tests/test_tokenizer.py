@@ -1,0 +1,68 @@
+"""Word-level tokenizer: DESIGN.md §1 rules, the [CLS]/[SEP] layout, the save/load round trip."""
+
+import pytest
+
+from joimternet_lite.data.tokenizer import (
+    CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, build_tokenizer, load_tokenizer, split_words,
+)
+
+REPORTS = [
+    "Small left basal effusion. No pneumothorax.",
+    "No pleural effusion or pneumothorax. Heart size is normal.",
+    "Right upper lobe consolidation, 2.5 cm. Heart size is normal.",
+    "Heart size is normal. No effusion.",
+]
+
+
+def test_split_words_lowercases_drops_punctuation_and_maps_numbers():
+    text = "Right upper lobe, 2.5 cm; XXXX ___ 3 x 4."
+    words = split_words(text)
+    assert [w for w, _ in words] == ["right", "upper", "lobe", "number", "cm", "xxxx", "number", "x", "number"]
+    # Offsets point back at the original characters, numbers included.
+    assert [text[a:b] for _, (a, b) in words] == ["Right", "upper", "lobe", "2.5", "cm", "XXXX", "3", "x", "4"]
+
+
+def test_vocabulary_keeps_words_seen_twice_and_specials_first():
+    tok = build_tokenizer(REPORTS, min_frequency=2)
+    vocab = tok.get_vocab()
+    assert [vocab[t] for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")] == [PAD_ID, CLS_ID, SEP_ID, UNK_ID, MASK_ID]
+    assert "effusion" in vocab and "heart" in vocab
+    assert "basal" not in vocab  # seen once
+    assert "number" not in vocab  # one number in the corpus
+
+
+def test_encoding_is_cls_words_sep_and_aligns_with_split_words():
+    tok = build_tokenizer(REPORTS, min_frequency=1)
+    text = REPORTS[2]
+    ids = tok(text)["input_ids"]
+    assert ids[0] == CLS_ID and ids[-1] == SEP_ID
+    words = [w for w, _ in split_words(text)]
+    assert tok.convert_ids_to_tokens(ids[1:-1]) == words
+
+
+def test_truncation_keeps_sep_and_padding_is_zero():
+    tok = build_tokenizer(REPORTS, min_frequency=1, max_length=6)
+    batch = tok([REPORTS[1], "heart"], padding=True, truncation=True, max_length=6, return_tensors="pt")
+    assert batch["input_ids"].shape == (2, 6)
+    assert batch["input_ids"][0, -1].item() == SEP_ID
+    assert batch["input_ids"][1].tolist() == [CLS_ID, tok.convert_tokens_to_ids("heart"), SEP_ID, 0, 0, 0]
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_unknown_word_maps_to_unk():
+    tok = build_tokenizer(REPORTS, min_frequency=2)
+    assert tok("zebra")["input_ids"] == [CLS_ID, UNK_ID, SEP_ID]
+
+
+def test_save_load_round_trip(tmp_path):
+    tok = build_tokenizer(REPORTS, min_frequency=1)
+    tok.save_pretrained(str(tmp_path / "tok"))
+    again = load_tokenizer(tmp_path / "tok")
+    for text in REPORTS:
+        assert again(text)["input_ids"] == tok(text)["input_ids"]
+    assert again.get_vocab() == tok.get_vocab()
+
+
+def test_load_tokenizer_names_the_folder_when_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_tokenizer(tmp_path)
