@@ -1,0 +1,215 @@
+"""Grounding scores against hand-made maps, masks and boxes; the CSV loader; the swap counterfactual."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from joimternet_lite.data.tokenizer import split_words
+from joimternet_lite.evaluate.grounding import (
+    LATERALITY_VALUES,
+    GroundingTarget,
+    box_targets,
+    cell_fractions_from_box,
+    cell_fractions_from_mask,
+    chance_level,
+    inside_cells,
+    load_phrase_boxes,
+    mass_inside,
+    mirror_cells,
+    pointing_hit,
+    score_target,
+    summarize_grounding,
+    swap_laterality,
+    synthcxr_targets,
+)
+
+
+def test_mask_fractions_on_the_grid():
+    mask = np.zeros((8, 8), bool)
+    mask[0:2, 0:2] = True      # fills cell (0, 0) of a 4x4 grid
+    mask[7, 7] = True          # one pixel of cell (3, 3): a quarter of it
+    frac = cell_fractions_from_mask(mask, (4, 4))
+    assert frac[0] == 1.0 and frac[15] == 0.25 and frac.sum() == 1.25
+    assert inside_cells(frac).sum() == 2                       # any pixel counts
+    assert inside_cells(frac, min_overlap=0.5).tolist() == [True] + [False] * 15
+
+
+def test_box_fractions_are_exact():
+    frac = cell_fractions_from_box([0.0, 0.0, 0.375, 0.25], (4, 4)).reshape(4, 4)
+    assert frac[0].tolist() == [1.0, 0.5, 0.0, 0.0] and frac[1:].sum() == 0
+    # a box and the mask it rasterises to agree
+    mask = np.zeros((16, 16), bool)
+    mask[4:10, 2:13] = True
+    assert np.allclose(cell_fractions_from_box([2 / 16, 4 / 16, 13 / 16, 10 / 16], (4, 4)),
+                       cell_fractions_from_mask(mask, (4, 4)))
+
+
+def test_mirror_cells():
+    cells = np.arange(6.0)  # a 2x3 grid
+    assert mirror_cells(cells, (2, 3)).tolist() == [2, 1, 0, 5, 4, 3]
+
+
+def test_pointing_mass_and_chance_by_hand():
+    inside = np.array([False, True, True, False])
+    assert pointing_hit([0.1, 0.6, 0.2, 0.1], inside) == 1.0
+    assert pointing_hit([0.7, 0.1, 0.1, 0.1], inside) == 0.0
+    assert pointing_hit([0.4, 0.4, 0.1, 0.1], inside) == 0.5   # tied maxima count fractionally
+    assert pointing_hit([0.25] * 4, inside) == chance_level(inside) == 0.5
+    assert mass_inside([0.1, 0.6, 0.2, 0.1], inside) == pytest.approx(0.8)
+    assert mass_inside([0.05, 0.3, 0.1, 0.05], inside) == pytest.approx(0.8)  # among real regions
+
+
+def test_score_target_word_sets_and_truncation(caplog):
+    maps = torch.tensor([[0.7, 0.1, 0.1, 0.1],    # word 0 "left": outside
+                         [0.0, 0.1, 0.9, 0.0]])   # word 1 "effusion": inside
+    target = GroundingTarget(row=0, text="left effusion", cells=np.array([0, 0.3, 1.0, 0]), type="effusion",
+                             word_sets={"head": [1], "phrase": [0, 1], "cut": [5]}, study_id="s1")
+    rows = {r["words"]: r for r in score_target(maps, target, "raw")}
+    assert set(rows) == {"head", "phrase"} and "cut by truncation" in caplog.text
+    assert rows["head"]["hit"] == 1.0 and rows["head"]["mass"] == pytest.approx(1.0)
+    # phrase map = [0.35, 0.1, 0.5, 0.05]
+    assert rows["phrase"]["hit"] == 1.0 and rows["phrase"]["mass"] == pytest.approx(0.6)
+    assert rows["phrase"]["chance"] == 0.5
+
+
+def test_summary_per_type_and_overall():
+    rows = [dict(kind="raw", words="head", type="a", hit=1.0, mass=0.5, chance=0.1),
+            dict(kind="raw", words="head", type="a", hit=0.0, mass=0.3, chance=0.3),
+            dict(kind="raw", words="head", type="b", hit=1.0, mass=0.1, chance=0.2)]
+    out = {r["type"]: r for r in summarize_grounding(rows)}
+    assert out["a"]["n"] == 2 and out["a"]["hit"] == 0.5 and out["a"]["mass"] == pytest.approx(0.4)
+    assert out["all"]["n"] == 3 and out["all"]["hit"] == pytest.approx(2 / 3)
+    assert out["all"]["chance"] == pytest.approx(0.2)
+
+
+def test_swap_laterality_keeps_word_positions():
+    text = "Small LEFT effusion. Right lung clear; leftover words stay."
+    swapped = swap_laterality(text)
+    assert swapped == "Small RIGHT effusion. Left lung clear; leftover words stay."
+    assert [w for w, _ in split_words(swapped)][1] == "right"
+    assert len(split_words(swapped)) == len(split_words(text))
+
+
+CSV = """study_id,label_text,x,y,w,h,image_width,image_height,category_name
+s1,left effusion,0,0,50,25,100,100,Pleural Effusion
+s1,left effusion,50,50,50,50,100,100,Pleural Effusion
+s2,cardiomegaly,25,50,50,100,100,200,Cardiomegaly
+s9,not embedded,0,0,10,10,100,100,Other
+"""
+
+
+def test_phrase_box_csv_loader(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_text(CSV)
+    boxes = load_phrase_boxes(path)
+    assert [(b.study_id, b.phrase, len(b.boxes)) for b in boxes] == [
+        ("s1", "left effusion", 2), ("s2", "cardiomegaly", 1), ("s9", "not embedded", 1)]
+    # a 100x200 image: the model sees the centre 100x100 crop (rows 50..150)
+    assert boxes[1].boxes[0] == pytest.approx([0.25, 0.0, 0.75, 1.0])
+    targets = box_targets(boxes, ["s1", "s2"], (2, 2))
+    assert len(targets) == 2 and targets[0].word_sets == {"phrase": [0, 1]}
+    assert targets[0].cells.tolist() == [0.5, 0.0, 0.0, 1.0] and targets[0].type == "Pleural Effusion"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("study_id,phrase,x,y,w\ns1,a,1,2,3\n", "missing column"),
+    ("study_id,x,y,w,h,image_width,image_height\n", "no phrase column"),
+    ("study_id,phrase,x,y,w,h,image_width,image_height\ns1,a,1,two,3,4,10,10\n", ":2: x, y"),
+    ("study_id,phrase,x,y,w,h,image_width,image_height\ns1,a,1,2,0,4,10,10\n", "positive"),
+])
+def test_phrase_box_csv_errors_name_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        load_phrase_boxes(path)
+    assert "bad.csv" in str(err.value)
+
+
+def test_synthcxr_targets_read_masks_and_boxes(tmp_path):
+    mask = np.zeros((8, 8), np.uint8)
+    mask[4:8, 0:4] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    gt = dict(type="effusion", label="Pleural Effusion", side="right", zone="lower", box=[0, 0, 0.5, 0.5],
+              phrase_span=[0, 14], head_span=[6, 14], phrase_words=[0, 1], head_words=[1])
+    records = [{"study_id": "a", "text": "right effusion", "findings_gt": [dict(gt, mask_path="m.png")]},
+               {"study_id": "b", "text": "right effusion", "findings_gt": [dict(gt, mask_path=None)]},
+               {"study_id": "c", "text": "not embedded", "findings_gt": [gt]}]
+    targets = synthcxr_targets(records, ["b", "a"], tmp_path, (2, 2))
+    assert [(t.study_id, t.row) for t in targets] == [("a", 1), ("b", 0)]
+    assert targets[0].cells.tolist() == [0, 0, 1, 0] and targets[1].cells.tolist() == [1, 0, 0, 0]
+    assert targets[0].word_sets == {"head": [1], "phrase": [0, 1]}
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        synthcxr_targets([{"study_id": "a", "text": "x", "findings_gt": [dict(gt, mask_path="missing.png")]}],
+                         ["a"], tmp_path, (2, 2))
+
+
+# ----------------------------------------------------------------------------- with a model
+
+
+class BagOfWordsModel(nn.Module):
+    """Word vectors straight from an embedding table, so each word's map is known by hand."""
+
+    def __init__(self, vocab_size, dim=4):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        nn.init.zeros_(self.embed.weight)
+
+    def encode_texts(self, input_ids, attention_mask):
+        words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
+        lengths = attention_mask.sum(1) - 1
+        return SimpleNamespace(words=words, lengths=lengths, report_vectors=words.sum(1))
+
+
+@pytest.fixture
+def toy():
+    pytest.importorskip("joimternet_lite.models.attention")
+    from joimternet_lite.data.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(["left effusion", "right effusion"], min_frequency=1)
+    model = BagOfWordsModel(tokenizer.vocab_size)
+    vocab = tokenizer.get_vocab()
+    with torch.no_grad():
+        model.embed.weight[vocab["left"]] = torch.tensor([3.0, 0, 0, 0])       # -> region 0
+        model.embed.weight[vocab["right"]] = torch.tensor([0, 3.0, 0, 0])      # -> region 1 (its mirror)
+    regions = 3 * torch.eye(4)[None]                                          # one image, 2x2 grid
+    return model, tokenizer, regions
+
+
+PEAK = math.exp(9) / (math.exp(9) + 3)  # softmax of dot products (9, 0, 0, 0)
+
+
+def test_evaluate_grounding_end_to_end(toy):
+    from joimternet_lite.evaluate.grounding import evaluate_grounding
+
+    model, tokenizer, regions = toy
+    with torch.no_grad():
+        model.embed.weight[tokenizer.get_vocab()["effusion"]] = torch.tensor([0, 0, 0, 3.0])  # -> region 3
+    target = GroundingTarget(row=0, text="left effusion", cells=np.array([0, 0, 0, 1.0]), type="effusion",
+                             word_sets={"head": [1], "phrase": [0, 1]}, side="left")
+    rows = {(r["kind"], r["words"]): r for r in evaluate_grounding(model, tokenizer, regions, [target], kinds=("raw",))}
+    assert rows[("raw", "head")]["hit"] == 1.0
+    assert rows[("raw", "head")]["mass"] == pytest.approx(PEAK)
+    # phrase: "left" peaks at region 0, "effusion" at 3 -> a tie, half inside
+    assert rows[("raw", "phrase")]["hit"] == 0.5
+    assert rows[("raw", "phrase")]["mass"] == pytest.approx((PEAK + (1 - PEAK) / 3) / 2)
+    assert rows[("raw", "phrase")]["chance"] == 0.25
+
+
+def test_laterality_swap_moves_the_side_word_map(toy):
+    from joimternet_lite.evaluate.grounding import laterality_swap
+
+    model, tokenizer, regions = toy  # "effusion" has a zero vector: a uniform raw map
+    target = GroundingTarget(row=0, text="left effusion", cells=np.array([1.0, 0, 0, 0]), type="effusion",
+                             word_sets={"phrase": [0, 1]}, side="left")
+    (row,) = laterality_swap(model, tokenizer, regions, [target], grid=(2, 2), kinds=("raw",))
+    high, low = (PEAK + 0.25) / 2, ((1 - PEAK) / 3 + 0.25) / 2
+    assert row["mass_true_before"] == pytest.approx(high) and row["mass_mirror_before"] == pytest.approx(low)
+    assert row["mass_true_after"] == pytest.approx(low) and row["mass_mirror_after"] == pytest.approx(high)
+    assert row["moved"] == pytest.approx(high - low)
+    summary = summarize_grounding([row], values=LATERALITY_VALUES)
+    assert summary[0]["moved"] == pytest.approx(high - low)
