@@ -63,9 +63,10 @@ class StudyDataset(Dataset):
         return paths[random.randrange(len(paths))] if self.train else paths[0]
 
     def load_pixels(self, path: str) -> np.ndarray:
-        if self.image_cache is not None and self.image_cache.has(path):
-            return self.image_cache.get(path)
-        return read_image(resolve_image_path(self.root, path))
+        full = resolve_image_path(self.root, path)
+        if self.image_cache is not None and self.image_cache.has(full):
+            return self.image_cache.get(full)
+        return read_image(full)
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows[index]
@@ -123,6 +124,10 @@ class Collate:
 def make_dataset(cfg: Config, manifest: datasets.Dataset, split: str | None, train: bool,
                  image_cache=None) -> StudyDataset:
     d = cfg.data
+    if image_cache is None and d.cache_dir:
+        from .cache import ImageCache
+
+        image_cache = ImageCache(d.cache_dir)
     transform = build_transforms(d.image_size, train, d.augment_rotation, d.augment_crop_scale, d.augment_jitter)
     return StudyDataset(manifest, d.root, split, transform, train, d.frontal_only, image_cache)
 

@@ -1,0 +1,147 @@
+"""Read a DICOM radiograph as float32 (H, W) in [0, 1], higher = brighter (more attenuating).
+
+Taught in notebook 12. The display pipeline of DICOM PS3.4 N.2, done with pydicom:
+
+1. decode the stored values (compressed transfer syntaxes go through pydicom's pixel-data plugins:
+   pylibjpeg + pylibjpeg-libjpeg for JPEG / JPEG-LS, pylibjpeg-openjpeg for JPEG 2000 / HTJ2K);
+2. Modality LUT or Rescale Slope/Intercept (stored values -> modality units);
+3. VOI LUT or Window Center/Width (modality units -> display values), if the file has one;
+4. scale to [0, 1] by the range that stage can output, and invert MONOCHROME1, where a low value is
+   white, so that the result always reads as MONOCHROME2.
+
+Without a VOI transform the image is scaled by its own minimum and maximum, which is what a viewer
+does with such a file. Files without a preamble or file-meta group are read with ``force=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+
+from .images import ImageReadError
+
+# Which pixel-data plugin decodes which transfer syntax, for the error message when none is installed.
+_PLUGIN_FOR_SYNTAX = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom's own numpy decoder also works)
+}
+
+
+class DicomError(ImageReadError):
+    """A DICOM file that cannot be turned into an image; the message names the file and the fix."""
+
+
+def read_dicom(path: str | Path) -> np.ndarray:
+    """Return the first frame of the DICOM at ``path`` as float32 (H, W) in [0, 1], higher = brighter."""
+    path = Path(path)
+    ds = _read_dataset(path)
+    _check_image_attributes(ds, path)
+    stored = _decode_pixels(ds, path)
+    if stored.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) == 1:
+        stored = stored[0]  # multi-frame: first frame
+    if stored.ndim == 3:  # colour secondary capture: pydicom gives RGB
+        return _rgb_to_grey(stored)
+    return display_values(stored, ds)
+
+
+def display_values(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Stored grey values (H, W) -> float32 (H, W) in [0, 1] per the steps in the module docstring."""
+    modality = apply_modality_lut(stored, ds).astype(np.float64)
+    has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+    if has_voi:
+        shown = apply_voi_lut(modality, ds, index=0)
+        low, high = _voi_output_range(ds)
+    else:
+        shown = modality
+        low, high = float(modality.min()), float(modality.max())
+    unit = np.clip((shown - low) / max(high - low, 1e-12), 0.0, 1.0)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        unit = 1.0 - unit
+    return unit.astype(np.float32)
+
+
+def _voi_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    """The output range of pydicom's VOI step (PS3.3 C.11.2.1): LUT bit depth, or the window's y-range."""
+    if "VOILUTSequence" in ds:
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    if "ModalityLUTSequence" in ds:
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.BitsStored)
+    low, high = (0, 2**bits - 1) if int(ds.PixelRepresentation) == 0 else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    return low * slope + intercept, high * slope + intercept
+
+
+def _read_dataset(path: Path) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path, force=True)
+    except Exception as err:  # pydicom raises many types on garbage input
+        raise DicomError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err}); copy it again") from err
+
+
+def _check_image_attributes(ds: pydicom.Dataset, path: Path) -> None:
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise DicomError(
+            f"{path}: no pixel data element (7FE0,0010); it is not an image (e.g. a report or "
+            "presentation state). Remove it from the image folder."
+        )
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation") if k not in ds]
+    if missing:
+        raise DicomError(f"{path}: image attributes missing: {', '.join(missing)}; the file is incomplete")
+    allocated, stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated))
+    if allocated not in (8, 16) or not 1 <= stored <= allocated:
+        raise DicomError(
+            f"{path}: unsupported bit depth (Bits Allocated {allocated}, Bits Stored {stored}); "
+            "radiographs use 8 or 16 bits allocated with Bits Stored <= Bits Allocated. "
+            "Convert it (e.g. `gdcmconv --raw`) or remove it."
+        )
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # No file meta (old ACR-NEMA style files): pydicom knows the encoding it parsed with.
+        ds.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR else pydicom.uid.ExplicitVRLittleEndian
+        )
+
+
+def _decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    syntax = pydicom.uid.UID(str(ds.file_meta.TransferSyntaxUID))
+    if syntax.is_compressed and not _decoder_available(syntax):
+        plugin = _PLUGIN_FOR_SYNTAX.get(str(syntax))
+        fix = f"`pip install {plugin}`" if plugin else "convert it to uncompressed (`gdcmconv --raw`)"
+        raise DicomError(
+            f"{path}: transfer syntax {syntax} ({syntax.name}) is not supported by the installed "
+            f"pixel-data plugins. Fix: {fix}."
+        )
+    try:
+        return ds.pixel_array
+    except Exception as err:  # decoders raise RuntimeError, ValueError, KeyError... on corrupt data
+        raise DicomError(
+            f"{path}: pixel data ({syntax.name}) cannot be decoded ({type(err).__name__}: {err}). "
+            "The file is truncated or corrupt: copy it again, or remove it."
+        ) from err
+
+
+def _decoder_available(syntax: pydicom.uid.UID) -> bool:
+    try:
+        return get_decoder(syntax).is_available
+    except NotImplementedError:  # pydicom has no decoder class at all for this syntax
+        return False
+
+
+def _rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    weights = np.array([0.299, 0.587, 0.114])
+    grey = rgb[..., :3].astype(np.float64) @ weights
+    return (grey / 255.0 if rgb.dtype == np.uint8 else grey / 65535.0).clip(0, 1).astype(np.float32)

@@ -1,0 +1,141 @@
+"""read_dicom on DICOMs written here with pydicom, and on the real CR film of pydicom-data (notebook 12)."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    RLELossless,
+    generate_uid,
+)
+
+from joimternet_lite.data import dicom as dicom_mod
+from joimternet_lite.data.dicom import DicomError, read_dicom
+from joimternet_lite.data.images import read_image
+
+
+def make_ds(stored: np.ndarray, photometric="MONOCHROME2", bits_stored=None, **tags) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns = "CR", *stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated = stored.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def save(ds: Dataset, path, **kw):
+    ds.save_as(path, enforce_file_format=kw.pop("enforce", True), **kw)
+    return path
+
+
+RAMP = np.tile(np.linspace(0, 1023, 32).astype(np.uint16), (16, 1))  # 10 bits stored, (16, 32)
+
+
+def test_monochrome2_without_voi_is_min_max_scaled(tmp_path):
+    out = read_dicom(save(make_ds(RAMP, bits_stored=10), tmp_path / "m2.dcm"))
+    np.testing.assert_allclose(out, RAMP / 1023.0, atol=1e-6)
+
+
+def test_monochrome1_is_inverted(tmp_path):
+    out = read_dicom(save(make_ds(RAMP, "MONOCHROME1", bits_stored=10), tmp_path / "m1.dcm"))
+    np.testing.assert_allclose(out, 1.0 - RAMP / 1023.0, atol=1e-6)
+
+
+def test_16bit_rescale_and_window_match_hand_formula(tmp_path):
+    stored = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (8, 1))
+    ds = make_ds(stored, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=3000, WindowWidth=4000)
+    out = read_dicom(save(ds, tmp_path / "w.dcm"))
+    modality = stored * 2.0 - 1000
+    # PS3.3 C.11.2.1.2.1 linear window, output range = rescaled 12-bit range [-1000, 7190]
+    y = np.clip((modality - 2999.5) / 3999 + 0.5, 0, 1)
+    np.testing.assert_allclose(out, y, atol=1e-5)
+    assert out[0, 0] == 0 and out[0, -1] == 1  # below and above the window clip
+
+
+def test_no_preamble_no_file_meta_read_with_force(tmp_path):
+    ds = make_ds(RAMP, "MONOCHROME1", bits_stored=10)
+    del ds.file_meta
+    path = save(ds, tmp_path / "raw.dcm", enforce=False, implicit_vr=True, little_endian=True)
+    assert path.read_bytes()[128:132] != b"DICM"
+    np.testing.assert_allclose(read_dicom(path), 1.0 - RAMP / 1023.0, atol=1e-6)
+
+
+def test_jpeg_baseline_frames_built_with_pillow(tmp_path):
+    grey = np.tile(np.linspace(20, 235, 64).astype(np.uint8), (48, 1))
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="JPEG", quality=95)
+    ds = make_ds(grey)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    out = read_image(save(ds, tmp_path / "jpeg.dcm"))
+    assert np.abs(out - (grey - 20) / 215.0).max() < 0.03
+
+
+def test_rle_compressed_is_lossless(tmp_path):
+    ds = make_ds(RAMP, bits_stored=10)
+    ds.compress(RLELossless)
+    np.testing.assert_allclose(read_dicom(save(ds, tmp_path / "rle.dcm")), RAMP / 1023.0, atol=1e-6)
+
+
+def test_no_pixel_data(tmp_path):
+    ds = make_ds(RAMP)
+    del ds.PixelData
+    with pytest.raises(DicomError, match=r"nopix.dcm: no pixel data"):
+        read_dicom(save(ds, tmp_path / "nopix.dcm"))
+
+
+def test_unsupported_syntax_names_plugin(tmp_path, monkeypatch):
+    ds = make_ds(RAMP)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8junk"])
+    path = save(ds, tmp_path / "j.dcm")
+    monkeypatch.setattr(dicom_mod, "_decoder_available", lambda syntax: False)
+    with pytest.raises(DicomError, match=r"j.dcm: transfer syntax .*JPEG Baseline.*pip install pylibjpeg pylibjpeg-libjpeg"):
+        read_dicom(path)
+    monkeypatch.undo()
+    with pytest.raises(DicomError, match="(?s)cannot be decoded.*truncated or corrupt"):  # plugin present, data bad
+        read_dicom(path)
+
+
+def test_unknown_syntax(tmp_path):
+    ds = make_ds(RAMP)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder exists
+    ds.PixelData = encapsulate([b"\x00" * 16])
+    with pytest.raises(DicomError, match="mpeg.dcm: transfer syntax 1.2.840.10008.1.2.4.100"):
+        read_dicom(save(ds, tmp_path / "mpeg.dcm"))
+
+
+def test_odd_bit_depth(tmp_path):
+    ds = make_ds(RAMP, bits_stored=10)
+    ds.BitsAllocated = 12
+    with pytest.raises(DicomError, match=r"odd.dcm: unsupported bit depth \(Bits Allocated 12"):
+        read_dicom(save(ds, tmp_path / "odd.dcm", enforce=False))
+
+
+def test_real_cr_chest_film_from_pydicom_data():
+    pytest.importorskip("data_store", reason="pydicom-data not installed")
+    from pydicom.data import get_testdata_file
+
+    plain = read_dicom(get_testdata_file("RG1_UNCR.dcm"))  # MONOCHROME1, 15 bit, window 15000/30000
+    assert plain.shape == (1955, 1841) and 0 <= plain.min() and plain.max() <= 1
+    np.testing.assert_array_equal(read_dicom(get_testdata_file("RG1_J2KR.dcm")), plain)  # lossless JPEG 2000
+    assert np.abs(read_dicom(get_testdata_file("RG1_J2KI.dcm")) - plain).mean() < 0.01  # lossy
+    # higher = brighter: the spine/mediastinum (centre) is whiter than the lung fields
+    rows = plain[500:1200]
+    assert rows[:, 850:1000].mean() > rows[:, 350:600].mean() + 0.05
+    assert rows[:, 850:1000].mean() > rows[:, 1250:1500].mean() + 0.05

@@ -1,0 +1,58 @@
+"""read_image: PNG/JPEG 8 and 16 bit, and every bad-file case names the file (notebook 12)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from joimternet_lite.data.images import ImageReadError, is_dicom, read_image
+
+
+@pytest.fixture
+def ramp():
+    return np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # (48, 64)
+
+
+def test_png_8bit_round_trip(tmp_path, ramp):
+    Image.fromarray(ramp).save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.dtype == np.float32 and out.shape == (48, 64)
+    np.testing.assert_allclose(out, ramp / 255.0, atol=1e-7)
+
+
+def test_png_16bit_uses_full_16bit_range(tmp_path):
+    values = np.array([[0, 1000, 65535]], dtype=np.uint16).repeat(4, 0)
+    Image.fromarray(values).save(tmp_path / "b.png")
+    np.testing.assert_allclose(read_image(tmp_path / "b.png"), values / 65535.0, atol=1e-7)
+
+
+def test_rgb_jpeg_becomes_grey_and_kaggle_name_is_png(tmp_path, ramp):
+    Image.fromarray(np.stack([ramp] * 3, -1)).save(tmp_path / "1_IM-0001-1001.dcm.jpg", quality=95)
+    path = tmp_path / "1_IM-0001-1001.dcm.jpg"
+    assert not is_dicom(path)
+    assert np.abs(read_image(path) - ramp / 255.0).mean() < 0.02
+
+
+def test_jpeg_draft_keeps_at_least_min_size(tmp_path):
+    Image.fromarray(np.full((800, 600), 128, np.uint8)).save(tmp_path / "big.jpg")
+    small = read_image(tmp_path / "big.jpg", min_size=128)
+    assert min(small.shape) >= 128 and small.shape[0] < 800
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_image_names_file_and_fix(tmp_path, ramp, suffix):
+    path = tmp_path / f"cut{suffix}"
+    Image.fromarray(ramp).save(path)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.(png|jpg).*truncated or corrupt"):
+        read_image(path)
+
+
+def test_garbage_zero_byte_and_missing(tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="junk.png"):
+        read_image(tmp_path / "junk.png")
+    with pytest.raises(ImageReadError, match=r"empty.png: file is empty \(0 bytes\)"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(ImageReadError, match="gone.png: file not found"):
+        read_image(tmp_path / "gone.png")

@@ -1,0 +1,151 @@
+"""MIMIC-CXR(-JPG) layouts: sectioning, views, labels with the uncertain policy, splits (notebook 12)."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_dicom import RAMP, make_ds, save
+from test_openi import tree_digest
+
+from joimternet_lite.data import mimic
+from joimternet_lite.data.mimic import paper_split, parse_report, prepare_mimic
+from joimternet_lite.data.schema import load_manifest
+from joimternet_lite.data.skips import SkipLog, TooManySkipsError
+
+REPORT = """                                 FINAL REPORT
+ EXAMINATION:  CHEST (PA AND LAT)
+
+ INDICATION:  ___F with cough.
+
+ FINDINGS:
+ Mild cardiomegaly.  No ___ effusion.
+
+ IMPRESSION:
+ Cardiomegaly.
+"""
+LABEL_HEADER = "subject_id,study_id," + ",".join(mimic.CHEXPERT_LABELS) + ",Extra Column\n"
+
+
+def study_dir(root, subject, study):
+    d = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def mimic_tree(tmp_path):
+    """Six studies: JPG (PA+LAT), DICOM (AP, view from the header), no headers, empty, non-UTF-8, no images."""
+    root = tmp_path / "physionet"
+    img = np.full((40, 30), 128, np.uint8)
+    d = study_dir(root, "10000001", "50000001")
+    Image.fromarray(img).save(d / "aaa.jpg")
+    Image.fromarray(img).save(d / "bbb.jpg")
+    (d.parent / "s50000001.txt").write_text(REPORT)
+    d = study_dir(root, "10000002", "50000002")
+    save(make_ds(RAMP, bits_stored=10, ViewPosition="AP"), d / "ccc.dcm")
+    (d.parent / "s50000002.txt").write_text("WET READ: ___ no change.\n\nStable chest, no ___ acute process.\n")
+    d = study_dir(root, "10000003", "50000003")
+    Image.fromarray(img).save(d / "ddd.jpg")
+    (d.parent / "s50000003.txt").write_text("   \n")
+    d = study_dir(root, "10000004", "50000004")
+    Image.fromarray(img).save(d / "eee.jpg")
+    (d.parent / "s50000004.txt").write_bytes("FINDINGS: caf\u00e9 ".encode("latin-1"))
+    study_dir(root, "10000005", "50000005").parent.joinpath("s50000005.txt").write_text(REPORT)
+    d = study_dir(root, "10000006", "50000006")
+    Image.fromarray(img).save(d / "fff.jpg")
+    (d.parent / "s50000006.txt").write_text("FINDINGS: " + "word " * 10000)
+    (root / "mimic-cxr-2.0.0-metadata.csv").write_text(
+        "dicom_id,subject_id,study_id,ViewPosition\naaa,10000001,50000001,PA\nbbb,10000001,50000001,LATERAL\n")
+    with gzip.open(root / "mimic-cxr-2.0.0-split.csv.gz", "wt") as f:
+        f.write("dicom_id,study_id,subject_id,split\n" + "".join(
+            f"x{i},5000000{i},1000000{i},{'test' if i == 2 else 'train'}\n" for i in range(1, 7)))
+    blank = "," * (len(mimic.CHEXPERT_LABELS) - 1)
+    cells = ["-1.0" if n == "Edema" else "1.0" if n == "Cardiomegaly" else "" for n in mimic.CHEXPERT_LABELS]
+    (root / "mimic-cxr-2.0.0-chexpert.csv").write_text(
+        LABEL_HEADER + "10000001,50000001," + ",".join(cells) + ",zzz\n"
+        + "10000002,50000002," + blank + ",\n" + "10000003,50000003,yes" + blank + ",\n")
+    return root
+
+
+def test_sectioning_and_deid():
+    parsed = parse_report(REPORT)
+    assert parsed == {"findings": "Mild cardiomegaly. No effusion.", "impression": "Cardiomegaly.",
+                      "text": "Mild cardiomegaly. No effusion. Cardiomegaly."}
+    assert parse_report(REPORT, "keep")["findings"] == "Mild cardiomegaly. No ___ effusion."
+    fallback = parse_report("Line one.\n\nThe last paragraph ___ here.\n")
+    assert fallback["findings"] == "" and fallback["text"] == "The last paragraph here."
+    assert parse_report("just one line")["text"] == "just one line"
+
+
+def test_views_from_positions():
+    assert [mimic.view_from_position(p) for p in ("PA", "ap", "LATERAL", "", None)] == \
+        ["frontal", "frontal", "lateral", "unknown", "unknown"]
+
+
+def test_label_csv_blanks_uncertain_unknown_columns_and_bad_values(mimic_tree):
+    path = mimic_tree / "mimic-cxr-2.0.0-chexpert.csv"
+    for policy, edema in (("keep", -1), ("zeros", 0), ("ones", 1)):
+        skips = SkipLog()
+        labels, ignored = mimic.read_chexpert_csv(path, policy, skips)
+        assert labels["s50000001"]["Edema"] == edema and labels["s50000001"]["Cardiomegaly"] == 1
+        assert labels["s50000001"]["Pneumonia"] is None and set(labels["s50000002"].values()) == {None}
+        assert ignored == ["Extra Column"] and skips.counts() == {"bad_label_row": 1}
+    (mimic_tree / "bad.csv").write_text("study_id,Atelectasis\n1,1\n")
+    with pytest.raises(mimic.MimicError, match="bad.csv: label columns missing"):
+        mimic.read_chexpert_csv(mimic_tree / "bad.csv", "keep", SkipLog())
+
+
+def test_prepare_official_split(mimic_tree, tmp_path):
+    before = tree_digest(mimic_tree)
+    summary = prepare_mimic(mimic_tree, tmp_path / "out", uncertain="keep", max_skip_fraction=0.7)
+    assert tree_digest(mimic_tree) == before
+    assert summary["skips_by_kind"] == {"bad_label_row": 1, "empty_report": 1, "non_utf8_report": 1,
+                                        "overlong_report": 1}
+    assert summary["reports_without_images"] == 1 and summary["studies"] == 2
+    rows = {r["study_id"]: r for r in load_manifest(tmp_path / "out")}
+    assert rows["s50000001"]["views"] == ["frontal", "lateral"] and rows["s50000001"]["labels"]["Edema"] == -1
+    assert rows["s50000002"]["views"] == ["frontal"]  # DICOM header ViewPosition AP
+    assert rows["s50000002"]["text"] == "Stable chest, no acute process."
+    assert (rows["s50000001"]["split"], rows["s50000002"]["split"]) == ("train", "test")
+
+
+def test_skip_threshold_fails(mimic_tree, tmp_path):
+    with pytest.raises(TooManySkipsError, match="skipped 4 of 6 studies"):
+        prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.1)
+
+
+def test_paper_split_carves_from_train_and_validate_only():
+    ids = [f"s{i}" for i in range(6000)]
+    official = {s: ("test" if i < 500 else "validate" if i < 700 else "train") for i, s in enumerate(ids)}
+    split = paper_split(ids, official, seed=42)
+    assert len(split) == 5500 and not any(official[s] == "test" for s in split)
+    assert sum(v == "validate" for v in split.values()) == 2000 and sum(v == "test" for v in split.values()) == 3000
+    assert split == paper_split(list(reversed(ids)), official, seed=42)
+    assert split != paper_split(ids, official, seed=0)
+
+
+def test_paper_split_is_published_with_checksum(mimic_tree, tmp_path):
+    summary = prepare_mimic(mimic_tree, tmp_path / "out", split="paper", max_skip_fraction=0.7)
+    assert summary["left_out_by_split"] == 1  # the official test study
+    info = summary["paper_split_file"]
+    import hashlib
+    assert hashlib.sha256(open(info["path"], "rb").read()).hexdigest() == info["sha256"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["split"] == "paper"
+
+
+def test_missing_source_prints_physionet_steps(tmp_path):
+    with pytest.raises(mimic.MimicError, match="(?s)not found.*PhysioNet account"):
+        prepare_mimic(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_synthcxr_in_mimic_layout_prepares(tmp_path):
+    layouts = pytest.importorskip("joimternet_lite.data.layouts")
+    from joimternet_lite.data.synthetic import generate_synthcxr
+
+    generate_synthcxr(tmp_path / "syn", num_studies=8, image_size=128, workers=1, progress=False)
+    written = layouts.write_mimic_layout(tmp_path / "syn", tmp_path / "raw")
+    summary = prepare_mimic(tmp_path / "raw", tmp_path / "out")
+    assert (summary["studies"], summary["images"], summary["skipped"]) == (8, written["images"], 0)
+    assert summary["frontal"] == 8
