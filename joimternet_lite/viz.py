@@ -69,3 +69,103 @@ def _draw_report(ax, record: dict, wrap: int) -> None:
     lines += textwrap.wrap("IMPRESSION: " + record["impression"], wrap)
     ax.text(0.0, 1.0, "\n".join(lines[:22]), va="top", ha="left", fontsize=8, family="monospace",
             transform=ax.transAxes)
+
+
+# ----------------------------------------------------------------------------- demo report figures
+
+
+def _save(fig, out_png: str | Path) -> Path:
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return out_png
+
+
+def loss_curves(metrics_jsonl: str | Path, out_png: str | Path) -> Path:
+    """Every logged loss term against the step, from a run's ``metrics.jsonl``. Taught in notebook 08."""
+    import json
+
+    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
+    terms = sorted({k for r in rows for k in r if k == "loss" or k.startswith(("ce_", "triplet_", "mlm"))})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in terms:
+        points = [(r["step"], r[name]) for r in rows if name in r]
+        ax = axes[0] if name == "loss" else axes[1]
+        ax.plot(*zip(*points, strict=True), label=name, lw=1.5 if name == "loss" else 1)
+    axes[0].set_title("total loss")
+    axes[1].set_title("loss terms")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    return _save(fig, out_png)
+
+
+def _eval_images(cfg, manifest, split: str = "test"):
+    from .data.dataset import make_dataset
+
+    return make_dataset(cfg, manifest, split, train=False)
+
+
+def _show(ax, image, title: str = "", fontsize: int = 7) -> None:
+    ax.imshow(image.squeeze(0).numpy(), cmap="gray", vmin=-1, vmax=1)
+    ax.set_title(title, fontsize=fontsize)
+    ax.axis("off")
+
+
+def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_png: str | Path, device,
+                       studies: int = 2, max_words: int = 6) -> Path:
+    """For test studies with a positive finding: the image with the finding's mask, then the alpha
+    and raw maps of each word of the finding's phrase, upsampled over the image. Taught in notebook 11."""
+    from .evaluate.grounding import word_maps_for
+
+    images = _eval_images(cfg, manifest)
+    rows = images.rows
+    picked = [(i, rows[i]) for i in range(len(rows)) if rows[i].get("findings_gt")][:studies]
+    if not picked:
+        return _save(plt.figure(), out_png)
+    grid = model.grid
+    fig, axes = plt.subplots(2 * len(picked), max_words + 1, figsize=(1.8 * (max_words + 1), 3.8 * len(picked)))
+    for k, (i, row) in enumerate(picked):
+        gt = row["findings_gt"][0]
+        words = gt["phrase_words"][:max_words]
+        image = images[i]["image"]
+        size = image.shape[-1]
+        from .data.tokenizer import split_words
+
+        names = [w for w, _ in split_words(row["text"])]
+        for m, kind in enumerate(("alpha", "raw")):
+            maps = word_maps_for(model, tokenizer, embeddings["regions"], [(i, row["text"])], kind, device)[0]
+            axes_row = axes[2 * k + m]
+            _show(axes_row[0], image, f"{row['study_id']}\n{gt['type']} ({kind})")
+            x0, y0, x1, y1 = (v * size for v in gt["box"])
+            axes_row[0].add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="#ff5555"))
+            for j in range(max_words):
+                ax = axes_row[j + 1]
+                if j >= len(words) or words[j] >= maps.shape[0]:
+                    ax.axis("off")
+                    continue
+                heat = maps[words[j]].reshape(grid).numpy()
+                _show(ax, image, f"'{names[words[j]]}'")
+                ax.imshow(heat, cmap="inferno", alpha=0.55, extent=(0, size, size, 0), interpolation="nearest")
+                ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="#55aaff", lw=0.8))
+    return _save(fig, out_png)
+
+
+def retrieval_grid(embeddings: dict, manifest, cfg, out_png: str | Path, queries: int = 4, top: int = 5) -> Path:
+    """Report -> image retrieval by global cosine: each query report, then its top images; the
+    study's own image is framed green. Taught in notebook 09."""
+    from .models.attention import global_similarity
+
+    images = _eval_images(cfg, manifest)
+    sim = global_similarity(embeddings["image_vectors"], embeddings["report_vectors"]).T  # reports x images
+    fig, axes = plt.subplots(queries, top + 1, figsize=(2.0 * (top + 1), 2.3 * queries))
+    for q in range(queries):
+        axes[q, 0].text(0, 1, textwrap.fill(embeddings["texts"][q], 34), va="top", fontsize=6, wrap=True)
+        axes[q, 0].axis("off")
+        for rank, j in enumerate(sim[q].argsort(descending=True)[:top].tolist()):
+            ax = axes[q, rank + 1]
+            _show(ax, images[j]["image"], f"#{rank + 1}  {float(sim[q, j]):.2f}")
+            if j == q:
+                ax.add_patch(patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec="#33cc33", lw=3))
+    return _save(fig, out_png)

@@ -1,0 +1,149 @@
+"""The demo report: markdown tables (trained vs untrained, with the protocol of every number) and
+PNG figures. Written by ``make demo`` to ``runs/demo/report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .atomic import atomic_write_text
+from .config import Config, to_dict
+
+RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def retrieval_table(trained: list[dict], baseline: list[dict]) -> str:
+    """Rows (direction, scoring, relevance); trained and untrained side by side; ceilings last."""
+    base = {(r["direction"], r["scoring"], r["relevance"]): r for r in baseline}
+    rows = []
+    for r in sorted(trained, key=lambda r: (r["scoring"].startswith("ceiling"), r["direction"], r["relevance"],
+                                            r["scoring"])):
+        b = base.get((r["direction"], r["scoring"], r["relevance"]))
+        is_ceiling = r["scoring"].startswith("ceiling")
+        rows.append([r["direction"], r["scoring"], r["relevance"], r["pool_size"]]
+                    + [r[m] for m in RETRIEVAL_METRICS]
+                    + ([None] * len(RETRIEVAL_METRICS) if is_ceiling or b is None else [b[m] for m in RETRIEVAL_METRICS]))
+    header = ["direction", "scoring", "relevance", "pool"] + [f"{m}" for m in RETRIEVAL_METRICS] + \
+        [f"untrained {m}" for m in RETRIEVAL_METRICS]
+    return _table(header, rows)
+
+
+def classification_table(trained: dict, baseline: dict) -> str:
+    names = [k.split("/", 1)[1] for k in trained if k.startswith("auroc/") and not math.isnan(trained[k])]
+    rows = [[n, trained[f"auroc/{n}"], baseline[f"auroc/{n}"]] for n in names]
+    rows.append([f"**mean ({trained['classes_used']} classes, No Finding excluded)**", trained["mean"], baseline["mean"]])
+    rows.append(["weighted mean", trained["weighted_mean"], baseline["weighted_mean"]])
+    table = _table(["class", "trained AUROC", "untrained AUROC"], rows)
+    if "mean_ci_low" in trained:
+        table += (f"\n\n95% bootstrap interval ({trained['n_boot']} resamples of the test studies, seed "
+                  f"{trained['seed']}) of the mean: trained [{_fmt(trained['mean_ci_low'])}, "
+                  f"{_fmt(trained['mean_ci_high'])}], untrained [{_fmt(baseline.get('mean_ci_low'))}, "
+                  f"{_fmt(baseline.get('mean_ci_high'))}].")
+    return table
+
+
+def grounding_table(trained: list[dict], baseline: list[dict]) -> str:
+    base = {(r["kind"], r["words"], r["type"]): r for r in baseline}
+    rows = []
+    for r in trained:
+        b = base.get((r["kind"], r["words"], r["type"]), {})
+        rows.append([r["kind"], r["words"], r["type"], r["n"], r["hit"], b.get("hit"), r["mass"], b.get("mass"),
+                     r["chance"]])
+    return _table(["map", "words", "finding", "n", "pointing", "untrained pointing", "mass in mask",
+                   "untrained mass", "chance"], rows)
+
+
+def swap_table(rows: list[dict]) -> str:
+    return _table(["map", "n", "mass on finding", "mass on mirror", "after swap: on finding", "after swap: on mirror",
+                   "moved to mirror"],
+                  [[r["kind"], r["n"], r["mass_true_before"], r["mass_mirror_before"], r["mass_true_after"],
+                    r["mass_mirror_after"], r["moved"]] for r in rows])
+
+
+def improvement_checks(trained: dict, baseline: dict) -> list[tuple[str, float, float]]:
+    """(metric, trained, untrained) for the headline metrics of the report."""
+    def pick(rows, direction, scoring):
+        return next(r for r in rows if r["direction"] == direction and r["scoring"] == scoring
+                    and r["relevance"] == "instance")
+
+    checks = []
+    for direction in ("image->report", "report->image"):
+        for scoring in ("global", "local"):
+            t, b = pick(trained["retrieval"], direction, scoring), pick(baseline["retrieval"], direction, scoring)
+            checks.append((f"retrieval {direction} {scoring} R@10", t["R@10"], b["R@10"]))
+    checks.append(("classification mean AUROC (linear probe)", trained["classification"][0]["mean"],
+                   baseline["classification"][0]["mean"]))
+    if "grounding" in trained:
+        def hit(rows):
+            return next(r["hit"] for r in rows if r["kind"] == "raw" and r["words"] == "phrase" and r["type"] == "all")
+        checks.append(("grounding pointing (raw map, phrase, all findings)", hit(trained["grounding"]),
+                       hit(baseline["grounding"])))
+    return checks
+
+
+def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baseline: dict, model, tokenizer,
+                 manifest, device) -> Path:
+    from . import viz
+
+    out_dir = Path(out_dir)
+    figures = {
+        "loss curves": viz.loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curves.png"),
+        "attention maps": viz.attention_examples(model, tokenizer, manifest, trained["embeddings"], cfg,
+                                                 out_dir / "attention_maps.png", device),
+        "retrieval grid": viz.retrieval_grid(trained["embeddings"], manifest, cfg, out_dir / "retrieval_grid.png"),
+        "contact sheet": out_dir / "contact_sheet.png",
+    }
+    checks = improvement_checks(trained, baseline)
+    n_test = len(trained["embeddings"]["study_ids"])
+    parts = [
+        f"# JoImTeRNet-lite report: {cfg.name}",
+        "Trained model against the same architecture untrained (same initialisation seed), on the "
+        f"`{n_test}`-study test split of `{cfg.data.root}`, one image per study (the first frontal image).",
+        "## Data\n\n```json\n" + json.dumps(stats, indent=2) + "\n```",
+        "## Headline: trained vs untrained\n\n" + _table(
+            ["metric", "trained", "untrained", "better"],
+            [[name, t, b, "yes" if t > b else "**no**"] for name, t, b in checks]),
+        "## Retrieval\n\nFull test pool; R@K in percent, ties counted against the model. `dedup` counts "
+        "identical report texts as one; `ceiling` is a perfect model whose identical reports tie (ties "
+        "against), `ceiling_random_ties` its expectation under random tie-breaking.\n\n"
+        + retrieval_table(trained["retrieval"], baseline["retrieval"]),
+        "## Classification\n\nLinear probe (logistic regression) on frozen global image vectors, fit on "
+        f"the training split, uncertain labels as `{cfg.eval.uncertain_policy}`; per-class ROC-AUC on the "
+        "test split (classes with both values only).\n\n"
+        + classification_table(trained["classification"][0], baseline["classification"][0]),
+    ]
+    if "grounding" in trained:
+        parts.append(
+            "## Grounding\n\nFor each positive finding: the map of its head word or of its whole phrase "
+            "(mean over the phrase's words). `alpha` is the DAMSM attention; `raw` the word-region "
+            "similarity softmaxed over regions. Pointing: the map's maximum lies in the finding's mask; "
+            "chance is the mask's share of the grid.\n\n" + grounding_table(trained["grounding"], baseline["grounding"]))
+        parts.append("### Laterality swap (DESIGN.md §4)\n\nLeft and right swapped in the report, same image: "
+                     "how much of the phrase map moves to the mirrored finding.\n\n"
+                     + swap_table(trained["laterality_swap"]))
+    parts.append("## Figures\n\n" + "\n\n".join(f"### {name}\n\n![{name}]({Path(p).name})"
+                                                 for name, p in figures.items()))
+    parts.append("## Configuration\n\n```json\n" + json.dumps(to_dict(cfg), indent=2) + "\n```")
+    report = out_dir / "report.md"
+    atomic_write_text(report, "\n\n".join(parts) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(
+        {"trained": _jsonable(trained), "untrained": _jsonable(baseline), "checks": checks}, indent=2))
+    return report
+
+
+def _jsonable(results: dict) -> dict:
+    return {k: v for k, v in results.items() if k != "embeddings"}
