@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from ..config import Config
 from .images import ImageReadError, read_image
@@ -132,19 +132,20 @@ def make_dataset(cfg: Config, manifest: datasets.Dataset, split: str | None, tra
     return StudyDataset(manifest, d.root, split, transform, train, d.frontal_only, image_cache)
 
 
-def make_dataloader(dataset: StudyDataset, tokenizer, cfg: Config, train: bool, distributed: bool = False,
-                    batch_size: int | None = None, generator: torch.Generator | None = None,
-                    device: torch.device | None = None) -> DataLoader:
-    """DataLoader with the project's collate; pinned memory and non-blocking copies on CUDA only.
+def make_dataloader(dataset: StudyDataset, tokenizer, cfg: Config, train: bool,
+                    batch_size: int | None = None, device: torch.device | None = None) -> DataLoader:
+    """DataLoader with the project's collate; pinned memory on CUDA only.
 
-    Training shuffles with ``generator`` (or a DistributedSampler under DDP) and drops the last
-    incomplete batch, as the authors do, so every CE softmax sees the same number of negatives.
+    Training shuffles with a ``ResumableSampler``: the order depends only on ``(seed, epoch)``, the
+    same for 1 or N processes (each rank takes its share), so a resumed or ``torchrun`` run sees
+    exactly the batches of a plain run. It drops the last incomplete batch, as the authors do, so
+    every CE softmax sees the same number of negatives. Evaluation reads in order, unsharded.
     """
+    from ..distributed import ResumableSampler
+
     workers = cfg.data.num_workers
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.train.seed, drop_last=train)
-    elif train:
-        sampler = RandomSampler(dataset, generator=generator)
+    if train:
+        sampler = ResumableSampler(dataset, shuffle=True, seed=cfg.train.seed, drop_last=True)
     else:
         sampler = SequentialSampler(dataset)
     return DataLoader(

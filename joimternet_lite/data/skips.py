@@ -49,12 +49,16 @@ class SkipLog:
         kinds = ", ".join(f"{k}: {n}" for k, n in self.counts().items())
         return f"skipped {len(self)} of {total} {what} ({kinds}); full list in {list_path}"
 
-    def check(self, total: int, max_fraction: float, list_path: Path, what: str = "inputs") -> None:
-        """Raise ``TooManySkipsError`` when more than ``max_fraction`` of ``total`` were skipped."""
+    def check(self, total: int, max_fraction: float, list_path: Path, what: str = "inputs",
+              option: str = "--max-skip-fraction") -> None:
+        """Raise ``TooManySkipsError`` when more than ``max_fraction`` of ``total`` were skipped.
+
+        ``option`` names the setting that raises the threshold where this check runs.
+        """
         if total and len(self) / total > max_fraction:
             raise TooManySkipsError(
                 f"{self.report(total, list_path, what)}: more than the allowed fraction {max_fraction:g}. "
-                "Fix the files listed there, or raise --max-skip-fraction if these skips are expected."
+                f"Fix the files listed there, or raise {option} if these skips are expected."
             )
 
 

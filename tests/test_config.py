@@ -1,0 +1,92 @@
+"""Presets, the save/load round trip, overrides and the errors for bad keys and types."""
+
+import dataclasses
+
+import pytest
+
+from joimternet_lite.config import (
+    Config,
+    ConfigError,
+    apply_override,
+    list_presets,
+    load_config,
+    save_config,
+    to_dict,
+)
+
+PRESETS = ("demo_cpu", "synth_gpu", "openi_gpu", "mimic_paper")
+
+
+def test_every_preset_is_shipped():
+    assert set(PRESETS) <= set(list_presets())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_round_trips_through_yaml(name, tmp_path):
+    cfg = load_config(name)
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(str(tmp_path / "config.yaml"))
+    assert again == cfg
+    assert isinstance(again.model.image.widths, tuple)  # types survive, not just values
+
+
+def test_overrides_reach_nested_fields_and_keep_types():
+    cfg = load_config("demo_cpu", ["train.steps=7", "model.image.widths=[4, 8]", "train.lr_image=1",
+                                   "data.cache_dir=null"])
+    assert cfg.train.steps == 7
+    assert cfg.model.image.widths == (4, 8)
+    assert cfg.train.lr_image == 1.0 and isinstance(cfg.train.lr_image, float)
+    assert cfg.data.cache_dir is None
+    assert load_config("demo_cpu").train.steps != 7  # the preset itself is unchanged
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.stepz=3", "unknown key 'stepz'"),
+    ("trian.steps=3", "no section 'trian'"),
+    ("train.steps=three", "expected int"),
+    ("train.mlm=1", "expected bool"),
+    ("train.steps", "section.key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_override(Config(), override)
+
+
+def test_unknown_key_in_a_yaml_file_names_the_file_and_the_accepted_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batchsize: 8\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*batchsize.*batch_size"):
+        load_config(str(path))
+
+
+def test_wrong_type_in_a_yaml_file_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  clip_image: fast\n")
+    with pytest.raises(ConfigError, match="clip_image"):
+        load_config(str(path))
+
+
+def test_mimic_paper_preset_holds_the_authors_settings():
+    """DESIGN.md §1: AdamW 1e-4 / 1e-4, x0.1 at epoch 20 of 35, clip 1.5, batch 128, seed 42, MLM p=0.3."""
+    t = load_config("mimic_paper").train
+    assert (t.lr_image, t.lr_text, t.weight_decay) == (1e-4, 1e-4, 1e-4)
+    assert t.schedule == "step" and t.step_gamma == 0.1 and t.warmup_steps == 0
+    assert len(t.step_milestones) == 1 and t.step_milestones[0] / t.steps == pytest.approx(20 / 35, abs=1e-3)
+    assert (t.clip_image, t.clip_text, t.batch_size, t.seed) == (1.5, 1.5, 128, 42)
+    assert t.mlm and t.itm_probability == 0.3 and t.mlm_probability == 0.15
+    m = load_config("mimic_paper").model
+    assert m.image.backbone == "authors_cnn" and m.image.grid == 16 and m.embed_dim == 512
+    assert (m.text.layers, m.text.hidden, m.text.heads, m.text.intermediate) == (3, 512, 8, 2048)
+    assert load_config("mimic_paper").data.image_size == 2048
+
+
+def test_demo_preset_is_cpu_sized():
+    cfg = load_config("demo_cpu")
+    assert cfg.data.source == "synthetic" and cfg.data.image_size == 128
+    assert cfg.model.text.layers <= 2 and cfg.model.embed_dim <= 256
+
+
+def test_to_dict_is_plain_yaml_data():
+    d = to_dict(load_config("mimic_paper"))
+    assert isinstance(d["model"]["image"]["widths"], list)
+    assert set(d) == {f.name for f in dataclasses.fields(Config)}
