@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", default="demo_cpu", help="a preset name or a YAML path")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=50")
-        if name in ("train", "demo"):
+        if name == "train":
             p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
         p.set_defaults(func=globals()[f"_{name}"])
 
@@ -85,7 +85,7 @@ def _evaluate(args) -> int:
 def _demo(args) -> int:
     from .pipeline import run_demo
 
-    run_demo(_load(args), resume=args.resume)
+    run_demo(_load(args))  # always resumes: a re-run continues an interrupted demo
     return 0
 
 
