@@ -7,4 +7,7 @@ The public API used by the notebooks and by other projects:
 - the command line, ``python -m joimternet_lite --help``.
 """
 
+from .models.attention import global_similarity as global_similarity
+from .models.attention import local_similarity as local_similarity
+
 __version__ = "0.1.0"

@@ -1,0 +1,203 @@
+"""The JoImTeRNet losses: cross-entropy and triplet terms, both directions, both levels.
+
+Taught in notebook 07. For a batch of M pairs, with S the (images, reports) score matrix of one
+level (global cosine S_g or local S_w, from :mod:`joimternet_lite.models.attention`):
+
+- cross-entropy over the batch of gamma3 * S, image->report (rows of S) and report->image
+  (columns), gamma3 = 10;
+- triplet hinge [d(anchor, positive) - d(anchor, negative) + margin]_+ averaged over anchors, with
+  d = 1 - cos (global) or -S_w (local); both reduce to [S_neg - S_pos + margin]_+. Negatives:
+  ``random`` (the authors': one in-batch negative per anchor, never the anchor, the same draw for
+  the four terms), ``hardest`` (VSE++: the highest-scoring negative), ``all`` (mean over negatives);
+- total = weight_ce * (CE terms) + weight_triplet * (triplet terms).
+
+``same_report`` (anchors x candidates, bool; see :func:`same_report_mask`) marks candidates whose
+report is identical to the anchor's: they leave the CE softmax and are never negatives. An anchor
+left with no negative contributes 0 to a triplet term. Unlike the authors' code, a negative
+report is never cut to the anchor's length, so a pair scores the same whatever batch it is in.
+
+DDP: ``gathered`` holds ``image_vectors`` and ``report_vectors`` of the global batch, this rank's
+pairs at rows ``rank_offset .. rank_offset + M``; the global terms then use every negative of the
+global batch. The local terms use this rank's pairs unless ``gathered`` also holds ``regions``,
+``words`` and ``lengths``. When the two levels have different candidate sets, ``random`` draws
+one negative per level.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import LossConfig
+from .models.attention import global_similarity, local_similarity
+
+NEGATIVE_MODES = ("random", "hardest", "all")
+DIRECTIONS = ("i2t", "t2i")
+
+
+def contrastive_cross_entropy(scores: torch.Tensor, positives: torch.Tensor, gamma: float,
+                              excluded: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean CE of softmax(gamma * scores) over each row: scores (B, N), positives (B,) column index.
+
+    ``excluded`` (B, N) bool removes candidates from the softmax (never the positive).
+    """
+    logits = gamma * scores
+    if excluded is not None:
+        logits = logits.masked_fill(excluded, float("-inf"))
+    return F.cross_entropy(logits, positives)
+
+
+def sample_random_negatives(allowed: torch.Tensor, generator: torch.Generator | None = None,
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniformly drawn allowed column per row: allowed (B, N) bool -> (index (B,), found (B,))."""
+    found = allowed.any(dim=1)
+    weights = allowed.float()
+    weights[~found, 0] = 1.0  # a placeholder draw for rows without a negative; masked by `found`
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1), found
+
+
+def hardest_negatives(scores: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VSE++: the allowed column with the highest score per row -> (index (B,), found (B,))."""
+    masked = scores.detach().masked_fill(~allowed, float("-inf"))
+    return masked.argmax(dim=1), allowed.any(dim=1)
+
+
+def triplet_hinge(scores: torch.Tensor, positives: torch.Tensor, margin: float, allowed: torch.Tensor,
+                  negatives: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean over rows of [S_neg - S_pos + margin]_+ for scores (B, N).
+
+    ``negatives`` = (index, found) picks one negative per row; ``None`` averages over every allowed
+    column (the ``all`` mode). Rows without a negative contribute 0.
+    """
+    positive = scores.gather(1, positives[:, None])
+    violation = (scores - positive + margin).clamp_min(0)
+    if negatives is None:
+        allowed = allowed.to(scores.dtype)
+        per_row = (violation * allowed).sum(1) / allowed.sum(1).clamp_min(1)
+    else:
+        index, found = negatives
+        per_row = violation.gather(1, index[:, None]).squeeze(1) * found
+    return per_row.mean()
+
+
+def same_report_mask(input_ids: torch.Tensor, other_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) bool: True where report b's token ids equal candidate n's (the diagonal included).
+
+    input_ids (B, L); other_ids (N, L') defaults to input_ids (the square in-batch mask).
+    """
+    other_ids = input_ids if other_ids is None else other_ids
+    length = max(input_ids.shape[1], other_ids.shape[1])
+    a = F.pad(input_ids, (0, length - input_ids.shape[1]))
+    b = F.pad(other_ids, (0, length - other_ids.shape[1]))
+    return (a[:, None, :] == b[None, :, :]).all(dim=-1)
+
+
+class JoImTeRNetLoss(nn.Module):
+    """``loss(out, gathered=None, rank_offset=0, same_report=None, generator=None) -> (total, terms)``.
+
+    ``out`` is the model's output dict; ``terms`` maps ``{ce,triplet}_{global,local}_{i2t,t2i}`` to
+    detached values (only the enabled levels and families).
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        if cfg.negatives not in NEGATIVE_MODES:
+            raise ValueError(f"loss.negatives={cfg.negatives!r}: use one of {NEGATIVE_MODES}")
+        if not (cfg.use_global or cfg.use_local):
+            raise ValueError("loss.use_global and loss.use_local are both false: nothing to train")
+        self.cfg = cfg
+
+    def forward(self, out: dict, gathered: dict | None = None, rank_offset: int = 0,
+                same_report: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.cfg.mask_duplicate_reports and same_report is None:
+            raise ValueError("loss.mask_duplicate_reports is on: pass same_report="
+                             "same_report_mask(batch['input_ids']) (gathered ids under DDP)")
+        num_pairs = out["image_vectors"].shape[0]
+        levels = {}
+        if self.cfg.use_global:
+            levels["global"] = self._global_level(out, gathered, rank_offset, same_report)
+        if self.cfg.use_local:
+            levels["local"] = self._local_level(out, gathered, rank_offset, same_report, num_pairs)
+        terms: dict[str, torch.Tensor] = {}
+        total = out["image_vectors"].new_zeros((), dtype=torch.float32)
+        drawn: dict[tuple[int, int], tuple] = {}  # one random draw per candidate set, shared by levels
+        for name, level in levels.items():
+            is_positive = _positive_mask(level.positives, level.scores[0].shape[1])
+            allowed = ~(level.same | is_positive)
+            margin = self.cfg.margin_global if name == "global" else self.cfg.margin_local
+            for direction, s in zip(DIRECTIONS, level.scores, strict=True):
+                ce = contrastive_cross_entropy(s, level.positives, self.cfg.gamma3, level.same & ~is_positive)
+                terms[f"ce_{name}_{direction}"] = ce
+                total = total + self.cfg.weight_ce * ce
+                if self.cfg.use_triplet:
+                    negatives = self._negatives(s, allowed, level.candidates, drawn, generator)
+                    triplet = triplet_hinge(s, level.positives, margin, allowed, negatives)
+                    terms[f"triplet_{name}_{direction}"] = triplet
+                    total = total + self.cfg.weight_triplet * triplet
+        return total, {k: v.detach() for k, v in terms.items()}
+
+    def _negatives(self, scores, allowed, candidates, drawn, generator):
+        if self.cfg.negatives == "all":
+            return None
+        if self.cfg.negatives == "hardest":
+            return hardest_negatives(scores, allowed)
+        if candidates not in drawn:
+            drawn[candidates] = sample_random_negatives(allowed, generator)
+        return drawn[candidates]
+
+    def _global_level(self, out, gathered, rank_offset, same_report):
+        mine = (out["image_vectors"], out["report_vectors"])
+        every = (gathered["image_vectors"], gathered["report_vectors"]) if gathered else None
+        scores = _both_directions(global_similarity, mine, every)
+        return _level(scores, rank_offset if gathered else 0, same_report)
+
+    def _local_level(self, out, gathered, rank_offset, same_report, num_pairs):
+        cfg = self.cfg
+        null = out.get("null_region")
+
+        def score(regions, text):
+            return local_similarity(regions, *text, cfg.gamma1, cfg.gamma2, cfg.chunk_size, null_region=null)
+
+        mine = (out["regions"], (out["words"], out["lengths"]))
+        local_keys = ("regions", "words", "lengths")
+        if gathered and all(k in gathered for k in local_keys):
+            every = (gathered["regions"], (gathered["words"], gathered["lengths"]))
+            return _level(_both_directions(score, mine, every), rank_offset, same_report)
+        if gathered and same_report is not None:
+            same_report = same_report[:, rank_offset:rank_offset + num_pairs]
+        return _level(_both_directions(score, mine, None), 0, same_report)
+
+
+def _both_directions(score_fn, mine, every):
+    """(i2t (B, N), t2i (B, N)): rows are this rank's images, then this rank's reports."""
+    if every is None:
+        scores = score_fn(*mine)
+        return scores, scores.T
+    return score_fn(mine[0], every[1]), score_fn(every[0], mine[1]).T
+
+
+class _Level(NamedTuple):
+    scores: tuple[torch.Tensor, torch.Tensor]  # i2t, t2i, each (B, N)
+    positives: torch.Tensor                    # (B,) column of each anchor's pair
+    same: torch.Tensor                         # (B, N) bool, identical reports
+    candidates: tuple[int, int]                # (N, offset): which candidate set the columns are
+
+
+def _level(scores, offset, same_report):
+    i2t, _ = scores
+    num_pairs, num_candidates = i2t.shape
+    positives = torch.arange(num_pairs, device=i2t.device) + offset
+    if same_report is None:
+        same_report = torch.zeros_like(i2t, dtype=torch.bool)
+    elif same_report.shape != i2t.shape:
+        raise ValueError(f"same_report has shape {tuple(same_report.shape)}, expected "
+                         f"{tuple(i2t.shape)} (anchors x candidates)")
+    return _Level(scores, positives, same_report.to(i2t.device), (num_candidates, offset))
+
+
+def _positive_mask(positives: torch.Tensor, num_candidates: int) -> torch.Tensor:
+    return torch.arange(num_candidates, device=positives.device)[None, :] == positives[:, None]

@@ -1,0 +1,278 @@
+"""Image-report similarity: the global cosine and the local region-word (DAMSM) score.
+
+Taught in notebooks 05 (global) and 06 (local). One module scores pairs for the losses, for
+retrieval and for the attention figures, so training and inference always score the same way.
+
+Local score S_w (DESIGN.md §1, AttnGAN's DAMSM word-level matching), for an image with regions
+v_j (j = 1..R) and a report with word vectors e_i (i = 1..n):
+
+1. s_ij = e_i . v_j, a raw dot product;
+2. a softmax over the words i, for each region j;
+3. alpha_ij = softmax over the regions j of gamma1 times that value;
+4. c_i = sum_j alpha_ij v_j;
+5. S_w = log sum_i exp(gamma2 * cos(c_i, e_i)).
+
+Padding words never count. The fast path :func:`local_similarity` is exact and never builds the
+(images, reports, words, dim) tensor of the context vectors c_i: with G = V V^T, the region Gram
+matrix of an image, ``c_i . e_i = alpha_i . s_i`` and ``||c_i||^2 = alpha_i^T G alpha_i``, which
+need only (words, regions)-sized intermediates. Pairs are scored in blocks of at most
+``chunk_size`` images x ``chunk_size`` reports, so working memory is bounded for any number of
+images and reports; under autograd each block is recomputed in the backward pass instead of kept
+(``recompute``), which bounds training memory too. Reports are sorted by length before they are
+blocked, and each block is cut to its longest report, so padding costs little.
+
+An empty report (length 0, a padding row) scores 0 against every image, with zero gradient: a
+finite constant (log of an empty sum would be -inf, which turns a cross-entropy into NaN).
+
+An optional null region (``null_region``, a learnable (D,) vector owned by the model) is appended
+to every image's regions, so a word can put its attention on it and opt out of the image
+(DESIGN.md §4). It is never part of a map's R.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+EPS = 1e-8  # cosine denominators: max(||x||, EPS), as torch.nn.functional.cosine_similarity
+EMPTY_REPORT_SCORE = 0.0
+
+
+def global_similarity(image_vectors: torch.Tensor, report_vectors: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every image with every report: (I, D), (T, D) -> (I, T)."""
+    _check_dims(image_vectors, 2, "image_vectors")
+    _check_dims(report_vectors, 2, "report_vectors")
+    return F.normalize(image_vectors, dim=-1, eps=EPS) @ F.normalize(report_vectors, dim=-1, eps=EPS).T
+
+
+def word_region_attention(scores: torch.Tensor, word_mask: torch.Tensor, gamma1: float,
+                          word_dim: int = -2, region_dim: int = -1) -> torch.Tensor:
+    """DAMSM attention alpha from raw word-region dot products s_ij.
+
+    ``scores`` holds s_ij with the words along ``word_dim`` and the regions along ``region_dim``
+    (e.g. (..., L, R)); ``word_mask`` (broadcastable to ``scores``) marks real words, at least one
+    per softmax. Softmax over the valid words for each region, then softmax over the regions of
+    gamma1 times that. Entries of padding words are uniform over regions: the caller masks them.
+    """
+    over_words = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=word_dim)
+    return (gamma1 * over_words).softmax(dim=region_dim)
+
+
+def local_similarity(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    lengths: torch.Tensor,
+    gamma1: float = 4.0,
+    gamma2: float = 5.0,
+    chunk_size: int = 32,
+    *,
+    null_region: torch.Tensor | None = None,
+    recompute: bool | None = None,
+) -> torch.Tensor:
+    """S_w of every image with every report, exact and chunked.
+
+    regions (I, R, D); words (T, L, D) with word k of report t at ``words[t, k]``; lengths (T,)
+    long, the number of valid words of each report. Returns (I, T) in at least float32.
+
+    ``chunk_size`` bounds a block to chunk_size images x chunk_size reports: working memory is
+    about 6 x chunk_size^2 x L x (R + 1) floats. ``recompute`` (default: when autograd needs the
+    result and there is more than one block) recomputes each block in the backward pass.
+    """
+    _check_local_inputs(regions, words, lengths)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    regions = _with_null_region(regions, null_region)
+    num_images, num_reports = regions.shape[0], words.shape[0]
+    if num_images == 0 or num_reports == 0 or words.shape[1] == 0:
+        return _empty_scores(regions, words, num_images, num_reports)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    report_blocks = [order[k:k + chunk_size] for k in range(0, num_reports, chunk_size)]
+    blocks = [(i, r) for i in range(0, num_images, chunk_size) for r in report_blocks]
+    needs_grad = torch.is_grad_enabled() and (regions.requires_grad or words.requires_grad)
+    if recompute is None:
+        recompute = needs_grad and len(blocks) > 1
+    rows = []
+    for start in range(0, num_images, chunk_size):
+        image_chunk = regions[start:start + chunk_size]
+        row = [_score_report_block(image_chunk, words, lengths, idx, gamma1, gamma2, recompute)
+               for idx in report_blocks]
+        rows.append(torch.cat(row, dim=1))
+    return torch.cat(rows, dim=0).index_select(1, torch.argsort(order))
+
+
+def _score_report_block(regions, words, lengths, idx, gamma1, gamma2, recompute):
+    block_lengths = lengths[idx]
+    max_len = max(int(block_lengths.max()), 1)  # an all-empty block still needs one column
+    block_words = words[idx, :max_len]
+    if recompute:
+        return checkpoint(_block_scores, regions, block_words, block_lengths, gamma1, gamma2,
+                          use_reentrant=False)
+    return _block_scores(regions, block_words, block_lengths, gamma1, gamma2)
+
+
+def _block_scores(regions, words, lengths, gamma1, gamma2):
+    """S_w for every pair of a block: regions (Ic, R, D), words (Tc, L, D) -> (Ic, Tc).
+
+    Layout (Ic, R, Tc, L): the scores are one GEMM and the Gram product one batched matmul, with
+    no permuted copies.
+    """
+    dtype = torch.promote_types(regions.dtype, torch.float32)
+    (num_images, num_regions, dim), (num_reports, max_len, _) = regions.shape, words.shape
+    valid = _valid_mask(lengths, max_len)
+    empty = lengths == 0
+    first = torch.arange(max_len, device=words.device) == 0
+    safe_valid = valid | (empty[:, None] & first)             # an empty report scores one dummy word
+    scores = (regions.reshape(-1, dim) @ words.reshape(-1, dim).T).to(dtype)
+    scores = scores.view(num_images, num_regions, num_reports, max_len)
+    alpha = word_region_attention(scores, safe_valid, gamma1, word_dim=-1, region_dim=1)
+    gram = (regions @ regions.transpose(1, 2)).to(dtype)     # (Ic, R, R)
+    gram_alpha = (gram @ alpha.view(num_images, num_regions, -1)).view_as(alpha)
+    context_sq = (gram_alpha * alpha).sum(1)                  # ||c_i||^2, (Ic, Tc, L)
+    context_dot_word = (alpha * scores).sum(1)                # c_i . e_i, (Ic, Tc, L)
+    word_sq = words.to(dtype).pow(2).sum(-1)                  # (Tc, L)
+    cosine = context_dot_word / (_safe_norm(context_sq) * _safe_norm(word_sq))
+    total = (gamma2 * cosine).masked_fill(~safe_valid, float("-inf")).logsumexp(dim=-1)
+    return torch.where(empty, torch.full_like(total, EMPTY_REPORT_SCORE), total)
+
+
+def _safe_norm(squared: torch.Tensor) -> torch.Tensor:
+    # clamp before the sqrt so a zero vector gets a zero (not an infinite) gradient
+    return squared.clamp_min(EPS * EPS).sqrt()
+
+
+def word_region_maps(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    lengths: torch.Tensor,
+    kind: str = "alpha",
+    gamma1: float = 4.0,
+    *,
+    null_region: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Word-to-region maps of paired items: regions (B, R, D), words (B, L, D) -> (B, L, R).
+
+    ``alpha``: the DAMSM attention used by S_w (with a null region, its column is dropped, so a
+    row sums to 1 minus the mass the word put on the null region). ``raw``: the raw dot products
+    softmaxed over the image's regions (no word softmax, no null region). Padding rows are 0.
+    """
+    _check_local_inputs(regions, words, lengths)
+    if regions.shape[0] != words.shape[0]:
+        raise ValueError(f"word_region_maps scores paired items: got {regions.shape[0]} images "
+                         f"and {words.shape[0]} reports")
+    num_regions = regions.shape[1]
+    dtype = torch.promote_types(regions.dtype, torch.float32)
+    valid = _valid_mask(lengths, words.shape[1])
+    if kind == "alpha":
+        extended = _with_null_region(regions, null_region)
+        scores = torch.einsum("brd,bld->blr", extended, words).to(dtype)
+        safe_valid = valid | (lengths == 0)[:, None]
+        maps = word_region_attention(scores, safe_valid[..., None], gamma1)[..., :num_regions]
+    elif kind == "raw":
+        maps = torch.einsum("brd,bld->blr", regions, words).to(dtype).softmax(dim=-1)
+    else:
+        raise ValueError(f"kind {kind!r}: use 'alpha' (DAMSM attention) or 'raw' (dot-product softmax)")
+    return maps * valid[..., None]
+
+
+def local_similarity_reference(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    lengths: torch.Tensor,
+    gamma1: float = 4.0,
+    gamma2: float = 5.0,
+    *,
+    null_region: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """S_w by a plain loop over pairs, word for word as DESIGN.md §1. Slow: for tests only."""
+    regions = _with_null_region(regions, null_region)
+    scores = []
+    for image in regions:                                   # (R, D)
+        for report, n in zip(words, lengths.tolist(), strict=True):
+            if n == 0:
+                scores.append(image.new_tensor(EMPTY_REPORT_SCORE, dtype=torch.promote_types(image.dtype, torch.float32)))
+                continue
+            e = report[:n]                                  # (n, D)
+            s = e @ image.T                                 # (n, R)
+            over_words = torch.softmax(s, dim=0)
+            alpha = torch.softmax(gamma1 * over_words, dim=1)
+            context = alpha @ image                         # (n, D)
+            cosine = F.cosine_similarity(context, e, dim=1, eps=EPS)
+            scores.append(torch.logsumexp(gamma2 * cosine, dim=0))
+    return torch.stack(scores).view(regions.shape[0], words.shape[0])
+
+
+class Similarity(nn.Module):
+    """The scoring bundle shared by losses, retrieval and visualisation.
+
+    Holds gamma1, gamma2, the chunk size and, when ``null_region`` is on, the learnable null
+    region vector (D,). Taught in notebook 06.
+    """
+
+    def __init__(self, embed_dim: int, gamma1: float = 4.0, gamma2: float = 5.0, chunk_size: int = 32,
+                 null_region: bool = False):
+        super().__init__()
+        self.gamma1, self.gamma2, self.chunk_size = gamma1, gamma2, chunk_size
+        # small init: the null region starts close to a zero vector, so it starts as an uninformative sink
+        self.null_region = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) if null_region else None
+
+    def global_scores(self, image_vectors: torch.Tensor, report_vectors: torch.Tensor) -> torch.Tensor:
+        """(I, D), (T, D) -> (I, T) cosines."""
+        return global_similarity(image_vectors, report_vectors)
+
+    def local_scores(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(I, R, D), (T, L, D), (T,) -> (I, T) S_w."""
+        return local_similarity(regions, words, lengths, self.gamma1, self.gamma2, self.chunk_size,
+                                null_region=self.null_region)
+
+    def maps(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
+             kind: str = "alpha") -> torch.Tensor:
+        """Paired word-to-region maps (B, L, R); see :func:`word_region_maps`."""
+        return word_region_maps(regions, words, lengths, kind, self.gamma1, null_region=self.null_region)
+
+    def forward(self, out: dict) -> dict[str, torch.Tensor]:
+        """Both (I, T) matrices from a model output dict."""
+        return {"global": self.global_scores(out["image_vectors"], out["report_vectors"]),
+                "local": self.local_scores(out["regions"], out["words"], out["lengths"])}
+
+
+def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -> torch.Tensor:
+    if null_region is None:
+        return regions
+    if null_region.shape != regions.shape[-1:]:
+        raise ValueError(f"null_region has shape {tuple(null_region.shape)}, expected ({regions.shape[-1]},)")
+    null = null_region.to(regions.dtype).expand(regions.shape[0], 1, -1)
+    return torch.cat([regions, null], dim=1)
+
+
+def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+def _empty_scores(regions, words, num_images, num_reports):
+    # no word anywhere: every pair is an empty report; keep the graph so backward still runs
+    zero = (regions.sum() + words.sum()) * 0
+    dtype = torch.promote_types(regions.dtype, torch.float32)
+    return zero.to(dtype) + torch.full((num_images, num_reports), EMPTY_REPORT_SCORE, dtype=dtype,
+                                       device=regions.device)
+
+
+def _check_dims(x: torch.Tensor, dims: int, name: str) -> None:
+    if x.dim() != dims:
+        raise ValueError(f"{name} must have {dims} dimensions, got shape {tuple(x.shape)}")
+
+
+def _check_local_inputs(regions, words, lengths) -> None:
+    _check_dims(regions, 3, "regions (images, R, D)")
+    _check_dims(words, 3, "words (reports, L, D)")
+    _check_dims(lengths, 1, "lengths (reports,)")
+    if regions.shape[-1] != words.shape[-1]:
+        raise ValueError(f"regions have dim {regions.shape[-1]} but words have dim {words.shape[-1]}")
+    if lengths.shape[0] != words.shape[0]:
+        raise ValueError(f"{lengths.shape[0]} lengths for {words.shape[0]} reports")
+    if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > words.shape[1]):
+        raise ValueError(f"lengths must lie in [0, {words.shape[1]}] (the words' L), got "
+                         f"[{int(lengths.min())}, {int(lengths.max())}]")

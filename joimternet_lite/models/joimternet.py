@@ -1,0 +1,63 @@
+"""JoImTeRNet: the image tower, the text tower and the similarity module in one nn.Module.
+
+Taught in notebook 06. ``forward`` returns the dict the loss reads (docs/ARCHITECTURE.md):
+regions (B, R, D), image_vectors (B, D), words (B, L - 1, D), lengths (B,), report_vectors (B, D),
+and ``null_region`` (D,) when the opt-out region is on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import LossConfig, ModelConfig
+from .attention import Similarity
+from .image_encoder import ImageOutput, build_image_encoder
+from .text_encoder import TextEncoder, TextOutput
+
+
+class JoImTeRNet(nn.Module):
+    def __init__(self, image_encoder: nn.Module, text_encoder: TextEncoder, similarity: Similarity):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.similarity = similarity
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(gh, gw) of the region grid at the image size the tower was built for."""
+        size = self.image_encoder.image_size
+        return self.image_encoder.grid_for(size, size)
+
+    def encode_images(self, images: torch.Tensor) -> ImageOutput:
+        """images (B, 1, H, W) -> ImageOutput(regions (B, R, D), image_vectors (B, D))."""
+        return self.image_encoder(images)
+
+    def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     word_ids: torch.Tensor | None = None) -> TextOutput:
+        """(B, L) ids and mask -> TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D))."""
+        return self.text_encoder(input_ids, attention_mask, word_ids)
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                word_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = {**self.encode_images(images)._asdict(),
+               **self.encode_texts(input_ids, attention_mask, word_ids)._asdict()}
+        if self.similarity.null_region is not None:
+            out["null_region"] = self.similarity.null_region
+        return out
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, image_size: int | None = None,
+                loss_cfg: LossConfig | None = None) -> JoImTeRNet:
+    """Both towers and the similarity module from the config.
+
+    ``image_size`` (the training resolution, ``cfg.data.image_size``) sets the image tower's
+    strides so the region grid is ``cfg.image.grid``; it defaults to the paper's 2048 (authors'
+    CNN) or 512 (torchvision). ``loss_cfg`` gives the similarity its gammas and chunk size, so
+    retrieval and figures score as training does (default: gamma1 4, gamma2 5, chunks of 32).
+    """
+    loss_cfg = loss_cfg or LossConfig()
+    similarity = Similarity(cfg.embed_dim, loss_cfg.gamma1, loss_cfg.gamma2, loss_cfg.chunk_size,
+                            null_region=cfg.null_region)
+    return JoImTeRNet(build_image_encoder(cfg.image, cfg.embed_dim, image_size),
+                      TextEncoder(cfg.text, vocab_size, cfg.embed_dim), similarity)

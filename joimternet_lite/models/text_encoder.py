@@ -1,0 +1,170 @@
+"""The text tower: word vectors, a report vector, and the masked-language-model head.
+
+Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids=None)`` returns
+``TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D))`` for both encoders:
+
+- word level (the authors'): a ``transformers`` BertModel built from a BertConfig (3 layers, 512
+  hidden, 8 heads, 2048 intermediate) over the word vocabulary of ``data/tokenizer.py``. Word
+  vectors are Linear_w(h_i) for the tokens after [CLS] ([SEP] kept), zero at padding, and
+  lengths = attention_mask.sum(1) - 1. The report vector is Linear_s(h_[CLS]), or Linear_s of the
+  masked mean of the word states when ``pool="mean"``.
+- pretrained sub-word encoder from a local folder (``pretrained_path``): ``encode_texts`` makes a
+  batch with ``word_ids`` (B, L), the word index of each sub-word (-1 for [CLS] and padding), the
+  words being :func:`joimternet_lite.data.tokenizer.split_words` and the final [SEP] counted as
+  one more word, as in the word-level sequence. Sub-word states are mean-pooled into word states,
+  so ``words[:, k]`` is word k of ``split_words(text)`` in both cases.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+from ..config import TextModelConfig
+from ..data.tokenizer import MASK_ID, MAX_LENGTH, SPECIAL_TOKENS, split_words
+
+IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
+
+
+class TextOutput(NamedTuple):
+    words: torch.Tensor           # (B, L - 1, D), zero at padding
+    lengths: torch.Tensor         # (B,) long
+    report_vectors: torch.Tensor  # (B, D)
+
+
+class MLMHead(nn.Module):
+    """Linear - GELU - LayerNorm - Linear to the vocabulary, on the raw encoder states."""
+
+    def __init__(self, hidden: int, vocab_size: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden),
+                                 nn.Linear(hidden, vocab_size))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net(states)
+
+
+class TextEncoder(nn.Module):
+    """Word-level BERT from scratch, or a pretrained sub-word encoder from a local folder."""
+
+    def __init__(self, cfg: TextModelConfig, vocab_size: int, embed_dim: int = 512):
+        super().__init__()
+        if cfg.pool not in ("cls", "mean"):
+            raise ValueError(f"model.text.pool={cfg.pool!r}: use cls (the authors' trainer) or mean")
+        self.pool = cfg.pool
+        self.tokenizer = None
+        if cfg.pretrained_path:
+            self.bert = AutoModel.from_pretrained(cfg.pretrained_path)
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained_path)
+            if not self.tokenizer.is_fast:
+                raise ValueError(f"{cfg.pretrained_path}: the tokenizer must be a fast tokenizer "
+                                 "(tokenizer.json) to map sub-words to words")
+        else:
+            self.bert = BertModel(BertConfig(
+                vocab_size=vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
+                num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
+                hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=0.1,
+                max_position_embeddings=512, type_vocab_size=2, pad_token_id=0,
+            ), add_pooling_layer=False)
+        hidden = self.bert.config.hidden_size
+        self.word_proj = nn.Linear(hidden, embed_dim)
+        self.report_proj = nn.Linear(hidden, embed_dim)
+        self.mlm_head = None if cfg.pretrained_path else MLMHead(hidden, vocab_size)
+
+    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder hidden states (B, L, H)."""
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                word_ids: torch.Tensor | None = None) -> TextOutput:
+        """input_ids, attention_mask (B, L) long; word_ids (B, L) only for a pretrained encoder."""
+        states = self.states(input_ids, attention_mask)
+        if word_ids is None:
+            if self.tokenizer is not None:
+                raise ValueError("a pretrained sub-word encoder needs word_ids: build the batch with "
+                                 "TextEncoder.encode_texts(texts)")
+            word_states = states[:, 1:]
+            lengths = attention_mask.sum(dim=1) - 1
+        else:
+            word_states, lengths = pool_subwords(states, word_ids)
+        valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
+        words = self.word_proj(word_states) * valid[..., None]
+        if self.pool == "cls":
+            report = states[:, 0]
+        else:
+            report = (word_states * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None]
+        return TextOutput(words, lengths, self.report_proj(report))
+
+    def mlm_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> MLM logits (B, L, vocab); word-level encoder only."""
+        if self.mlm_head is None:
+            raise ValueError("MLM runs on the word-level encoder only; unset model.text.pretrained_path "
+                             "or set train.mlm=false")
+        return self.mlm_head(self.states(input_ids, attention_mask))
+
+    def encode_texts(self, texts: list[str], max_length: int = MAX_LENGTH) -> dict[str, torch.Tensor]:
+        """A pretrained encoder's batch: input_ids, attention_mask and word_ids, each (B, L)."""
+        if self.tokenizer is None:
+            raise ValueError("encode_texts is for a pretrained encoder; word-level batches come from "
+                             "joimternet_lite.data.dataset.collate")
+        return subword_batch(self.tokenizer, texts, max_length)
+
+
+def subword_batch(tokenizer, texts: list[str], max_length: int = MAX_LENGTH) -> dict[str, torch.Tensor]:
+    """Tokenise ``split_words`` of each text into sub-words; word_ids maps each one to its word.
+
+    The final [SEP] is word n (n = the number of words kept); [CLS] and padding are -1.
+    """
+    split = [[w for w, _ in split_words(t)] for t in texts]
+    enc = tokenizer(split, is_split_into_words=True, truncation=True, max_length=max_length,
+                    padding=True, return_tensors="pt")
+    word_ids = torch.full_like(enc["input_ids"], -1)
+    for row in range(len(texts)):
+        ids = enc.word_ids(row)
+        kept = [w for w in ids if w is not None]
+        n_words = max(kept) + 1 if kept else 0
+        for pos, w in enumerate(ids):
+            if w is not None:
+                word_ids[row, pos] = w
+        sep = enc["attention_mask"][row].sum() - 1
+        word_ids[row, sep] = n_words
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
+
+
+def pool_subwords(states: torch.Tensor, word_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the sub-word states of each word: (B, L, H), (B, L) -> (B, L - 1, H), lengths (B,).
+
+    Words without a sub-word (none with :func:`subword_batch`) would be zero vectors.
+    """
+    num_words = states.shape[1] - 1  # never more words than tokens after [CLS]
+    slots = torch.arange(num_words, device=word_ids.device)
+    membership = (word_ids[:, None, :] == slots[None, :, None]).to(states.dtype)  # (B, W, L)
+    counts = membership.sum(-1, keepdim=True).clamp_min(1)
+    lengths = word_ids.max(dim=1).values + 1
+    return (membership @ states) / counts, lengths
+
+
+def mlm_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab_size: int,
+             probability: float = 0.15, generator: torch.Generator | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: (masked_ids, labels), both (B, L) long.
+
+    Each real, non-special token (id >= 5; [PAD] [CLS] [SEP] [UNK] [MASK] are never picked) is
+    picked with ``probability``; a picked token becomes [MASK] 80% of the time, a random word
+    (never a special token) 10%, and stays 10%. ``labels`` holds the original id where picked and
+    -100 elsewhere.
+    """
+    num_special = len(SPECIAL_TOKENS)
+    device = input_ids.device
+    candidates = attention_mask.bool() & (input_ids >= num_special)
+    draw = torch.rand(input_ids.shape, generator=generator, device=device)
+    picked = candidates & (draw < probability)
+    action = torch.rand(input_ids.shape, generator=generator, device=device)
+    random_words = torch.randint(num_special, vocab_size, input_ids.shape, generator=generator, device=device)
+    masked = torch.where(picked & (action < 0.8), torch.full_like(input_ids, MASK_ID), input_ids)
+    masked = torch.where(picked & (action >= 0.8) & (action < 0.9), random_words, masked)
+    labels = torch.where(picked, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    return masked, labels

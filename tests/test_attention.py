@@ -1,0 +1,198 @@
+"""The similarity module: the fast local score against the per-pair reference loop, and its invariances."""
+
+import numpy as np
+import pytest
+import torch
+
+import joimternet_lite
+from joimternet_lite.config import LossConfig
+from joimternet_lite.losses import JoImTeRNetLoss
+from joimternet_lite.models.attention import (
+    EMPTY_REPORT_SCORE,
+    Similarity,
+    global_similarity,
+    local_similarity,
+    local_similarity_reference,
+    word_region_maps,
+)
+
+LENGTHS = [1, 7, 0, 3, 7, 2, 5]  # ragged, with a one-word report and an all-padding row
+
+
+def make_inputs(num_images=5, lengths=LENGTHS, max_len=7, regions=6, dim=4, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    valid = torch.arange(max_len) < lengths[:, None]
+    words = torch.randn(len(lengths), max_len, dim, generator=g, dtype=dtype) * valid[..., None]
+    return torch.randn(num_images, regions, dim, generator=g, dtype=dtype), words, lengths
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 32])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_fast_local_score_equals_reference(chunk_size, recompute):
+    regions, words, lengths = make_inputs()
+    fast = local_similarity(regions, words, lengths, chunk_size=chunk_size, recompute=recompute)
+    torch.testing.assert_close(fast, local_similarity_reference(regions, words, lengths), rtol=1e-12, atol=1e-12)
+    assert fast.shape == (5, 7)
+
+
+def test_reference_follows_the_formula_for_one_pair():
+    # DESIGN.md §1 written out in numpy for one image and one report
+    regions, words, lengths = make_inputs(num_images=1, lengths=[3], max_len=3)
+    v, e = regions[0].numpy(), words[0].numpy()
+    s = e @ v.T                                                   # (words, regions)
+    over_words = np.exp(s) / np.exp(s).sum(0, keepdims=True)
+    alpha = np.exp(4 * over_words) / np.exp(4 * over_words).sum(1, keepdims=True)
+    c = alpha @ v
+    cos = (c * e).sum(1) / np.linalg.norm(c, axis=1) / np.linalg.norm(e, axis=1)
+    expected = np.log(np.exp(5 * cos).sum())
+    assert local_similarity_reference(regions, words, lengths).item() == pytest.approx(expected, rel=1e-12)
+    assert local_similarity(regions, words, lengths).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_gamma_arguments_are_used():
+    regions, words, lengths = make_inputs()
+    for gammas in [(1.0, 2.0), (10.0, 0.5)]:
+        torch.testing.assert_close(local_similarity(regions, words, lengths, *gammas),
+                                   local_similarity_reference(regions, words, lengths, *gammas))
+
+
+def test_null_region_matches_reference_and_changes_scores():
+    regions, words, lengths = make_inputs()
+    null = torch.randn(4, dtype=torch.float64)
+    fast = local_similarity(regions, words, lengths, chunk_size=2, null_region=null)
+    torch.testing.assert_close(fast, local_similarity_reference(regions, words, lengths, null_region=null))
+    assert not torch.allclose(fast, local_similarity(regions, words, lengths))
+
+
+def test_empty_report_scores_a_finite_constant_with_finite_gradients():
+    regions, words, lengths = make_inputs()
+    regions.requires_grad_()
+    words.requires_grad_()
+    scores = local_similarity(regions, words, lengths, chunk_size=2)
+    assert torch.all(scores[:, 2] == EMPTY_REPORT_SCORE)
+    scores.logsumexp(dim=1).sum().backward()
+    assert torch.isfinite(regions.grad).all() and torch.isfinite(words.grad).all()
+    assert torch.all(words.grad[2] == 0)
+
+
+def test_gradcheck_tiny_case():
+    regions, words, lengths = make_inputs(num_images=2, lengths=[1, 3, 0], max_len=3, regions=3, dim=3)
+
+    def fast(r, w):  # two report blocks, recomputed in the backward pass
+        return local_similarity(r, w, lengths, chunk_size=2, recompute=True)
+
+    assert torch.autograd.gradcheck(fast, (regions.requires_grad_(), words.requires_grad_()), fast_mode=True)
+
+
+def test_gradients_equal_the_reference():
+    regions, words, lengths = make_inputs()
+    weights = torch.randn(5, 7, dtype=torch.float64)
+    grads = []
+    for fn in (lambda r, w: local_similarity(r, w, lengths, chunk_size=2),
+               lambda r, w: local_similarity_reference(r, w, lengths)):
+        r, w = regions.clone().requires_grad_(), words.clone().requires_grad_()
+        (fn(r, w) * weights).sum().backward()
+        grads.append((r.grad, w.grad))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_padding_invariance():
+    regions, words, lengths = make_inputs()
+    base = local_similarity(regions, words, lengths)
+    longer = torch.cat([words, torch.randn(7, 4, 4, dtype=torch.float64)], dim=1)  # more (garbage) padding
+    torch.testing.assert_close(local_similarity(regions, longer, lengths), base)
+    shuffled = words.clone()
+    for t, n in enumerate(lengths.tolist()):
+        shuffled[t, n:] = torch.randn(7 - n, 4, dtype=torch.float64)[torch.randperm(7 - n)]
+    torch.testing.assert_close(local_similarity(regions, shuffled, lengths), base)
+
+
+def test_a_pair_scores_the_same_whatever_the_batch_around_it():
+    regions, words, lengths = make_inputs(num_images=7)
+    full = local_similarity(regions, words, lengths, chunk_size=3)
+    perm_i, perm_t = torch.randperm(7), torch.randperm(7)
+    permuted = local_similarity(regions[perm_i], words[perm_t], lengths[perm_t], chunk_size=2)
+    torch.testing.assert_close(permuted, full[perm_i][:, perm_t])
+    for i, t in [(0, 1), (3, 4), (6, 5)]:
+        single = local_similarity(regions[i:i + 1], words[t:t + 1, :lengths[t]], lengths[t:t + 1])
+        torch.testing.assert_close(single[0, 0], full[i, t])
+
+
+def test_training_and_inference_score_the_same_way():
+    # the loss's local CE equals a CE on the scores the model's Similarity gives at inference
+    regions, words, lengths = make_inputs(num_images=7, dtype=torch.float32)
+    lengths = lengths.clamp_min(1)
+    out = {"regions": regions, "words": words, "lengths": lengths,
+           "image_vectors": torch.randn(7, 4), "report_vectors": torch.randn(7, 4)}
+    cfg = LossConfig(use_global=False, use_triplet=False, chunk_size=2)
+    _, terms = JoImTeRNetLoss(cfg)(out)
+    scores = Similarity(4, chunk_size=5).local_scores(regions, words, lengths)
+    expected = torch.nn.functional.cross_entropy(10 * scores, torch.arange(7))
+    torch.testing.assert_close(terms["ce_local_i2t"], expected)
+
+
+def test_global_similarity_is_cosine():
+    a, b = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    expected = a.numpy() @ b.numpy().T / np.outer(np.linalg.norm(a.numpy(), axis=1), np.linalg.norm(b.numpy(), axis=1))
+    np.testing.assert_allclose(global_similarity(a, b).numpy(), expected, rtol=1e-12)
+    assert joimternet_lite.global_similarity is global_similarity
+    assert joimternet_lite.local_similarity is local_similarity
+
+
+def reference_alpha(image, report, n, gamma1=4.0):
+    s = report[:n] @ image.T
+    return torch.softmax(gamma1 * torch.softmax(s, dim=0), dim=1)
+
+
+def test_alpha_maps_are_the_attention_of_the_local_score():
+    regions, words, lengths = make_inputs(num_images=7)
+    maps = word_region_maps(regions, words, lengths, kind="alpha")
+    assert maps.shape == (7, 7, 6)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(maps[b, :n], reference_alpha(regions[b], words[b], n))
+        assert torch.all(maps[b, n:] == 0)
+
+
+def test_raw_maps_softmax_dot_products_over_regions():
+    regions, words, lengths = make_inputs(num_images=7)
+    maps = word_region_maps(regions, words, lengths, kind="raw")
+    b, n = 1, int(lengths[1])
+    torch.testing.assert_close(maps[b, :n], torch.softmax(words[b, :n] @ regions[b].T, dim=1))
+    assert torch.all(maps[b, n:] == 0)
+    with pytest.raises(ValueError, match="kind"):
+        word_region_maps(regions, words, lengths, kind="bogus")
+
+
+def test_null_region_takes_mass_out_of_the_maps():
+    regions, words, lengths = make_inputs(num_images=7)
+    null = torch.randn(4, dtype=torch.float64)
+    maps = word_region_maps(regions, words, lengths, null_region=null)
+    assert maps.shape[-1] == 6
+    row_sums = maps.sum(-1)[torch.arange(7)[None] < lengths[:, None]]
+    assert torch.all(row_sums < 1) and torch.all(row_sums > 0)
+    b, n = 1, int(lengths[1])
+    extended = torch.cat([regions[b], null[None]])
+    torch.testing.assert_close(maps[b, :n], reference_alpha(extended, words[b], n)[:, :6])
+
+
+def test_bf16_autocast_shapes_and_dtypes():
+    regions, words, lengths = make_inputs(dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        local = local_similarity(regions, words, lengths, chunk_size=2)
+        glob = global_similarity(regions[:, 0], words[:, 0])
+        maps = word_region_maps(regions[:5], words[:5], lengths[:5])
+    assert local.shape == (5, 7) and local.dtype == torch.float32
+    assert glob.shape == (5, 7) and maps.dtype == torch.float32
+    assert torch.isfinite(local).all()
+    torch.testing.assert_close(local, local_similarity(regions, words, lengths), atol=0.1, rtol=0.05)
+
+
+def test_bad_inputs_are_refused():
+    regions, words, lengths = make_inputs()
+    with pytest.raises(ValueError, match="lengths must lie"):
+        local_similarity(regions, words, lengths + 5)
+    with pytest.raises(ValueError, match="dim"):
+        local_similarity(regions[..., :3], words, lengths)
+    with pytest.raises(ValueError, match="chunk_size"):
+        local_similarity(regions, words, lengths, chunk_size=0)

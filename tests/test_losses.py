@@ -1,0 +1,232 @@
+"""The losses against hand-computed values, their negatives, duplicate masking, DDP, and an overfit run."""
+
+import math
+
+import pytest
+import torch
+
+from joimternet_lite.config import ImageModelConfig, LossConfig, ModelConfig, TextModelConfig
+from joimternet_lite.losses import (
+    JoImTeRNetLoss,
+    hardest_negatives,
+    same_report_mask,
+    sample_random_negatives,
+)
+from joimternet_lite.models.attention import global_similarity
+from joimternet_lite.models.joimternet import build_model
+
+A = 1 / math.sqrt(2)
+
+
+def three_pairs():
+    """Global cosines S_g = [[1, a, 0], [0, a, 1], [a, 1, a]] with a = 1/sqrt(2).
+
+    One region per image and one word per report, equal to the global vectors: the attention is 1
+    on the only region, so S_w = log exp(5 cos) = 5 * S_g.
+    """
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    reports = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    return {"image_vectors": images, "report_vectors": reports, "regions": images[:, None].clone(),
+            "words": reports[:, None].clone(), "lengths": torch.ones(3, dtype=torch.long)}
+
+
+S = [[1, A, 0], [0, A, 1], [A, 1, A]]
+
+
+def ce(rows, gamma):
+    """Mean over anchors of -log softmax(gamma * row)[positive], rows given as (row, positive)."""
+    return sum(math.log(sum(math.exp(gamma * x) for x in row)) - gamma * row[p] for row, p in rows) / len(rows)
+
+
+def rows_i2t(s):
+    return [(s[m], m) for m in range(3)]
+
+
+def rows_t2i(s):
+    return [([s[k][m] for k in range(3)], m) for m in range(3)]
+
+
+def loss_terms(cfg, out=None, **kwargs):
+    return JoImTeRNetLoss(cfg)(out or three_pairs(), **kwargs)
+
+
+def test_cross_entropy_terms_equal_the_hand_values():
+    _, terms = loss_terms(LossConfig(use_triplet=False))
+    local = [[5 * x for x in row] for row in S]
+    assert terms["ce_global_i2t"].item() == pytest.approx(ce(rows_i2t(S), 10), rel=1e-9)
+    assert terms["ce_global_t2i"].item() == pytest.approx(ce(rows_t2i(S), 10), rel=1e-9)
+    assert terms["ce_local_i2t"].item() == pytest.approx(ce(rows_i2t(local), 10), rel=1e-9)
+    assert terms["ce_local_t2i"].item() == pytest.approx(ce(rows_t2i(local), 10), rel=1e-9)
+    # row 0 of the global i2t term, spelled out
+    assert ce([([1, A, 0], 0)], 10) == pytest.approx(math.log(math.exp(10) + math.exp(10 * A) + 1) - 10)
+
+
+def test_hardest_triplet_terms_equal_the_hand_values():
+    total, terms = loss_terms(LossConfig(negatives="hardest"))
+    # global i2t: anchor 0 (pos 1) vs a: a - 1 + .5; anchor 1 (pos a) vs 1; anchor 2 (pos a) vs 1
+    hand_global = (max(0, A - 1 + 0.5) + (1 - A + 0.5) + (1 - A + 0.5)) / 3
+    assert terms["triplet_global_i2t"].item() == pytest.approx(hand_global, rel=1e-9)
+    # t2i, columns: report 0 (pos 1) vs a; report 1 (pos a) vs 1; report 2 (pos a) vs 1
+    assert terms["triplet_global_t2i"].item() == pytest.approx(hand_global, rel=1e-9)
+    # local, S_w = 5 S_g: anchor 0 has 5a - 5 + .5 < 0
+    hand_local = (0 + (5 - 5 * A + 0.5) + (5 - 5 * A + 0.5)) / 3
+    assert terms["triplet_local_i2t"].item() == pytest.approx(hand_local, rel=1e-9)
+    assert terms["triplet_local_t2i"].item() == pytest.approx(hand_local, rel=1e-9)
+    expected_total = sum(terms[k] for k in terms if k.startswith("ce")) + 2 * sum(
+        terms[k] for k in terms if k.startswith("triplet"))
+    assert total.item() == pytest.approx(expected_total.item(), rel=1e-9)
+
+
+def test_all_negatives_triplet_equals_the_hand_value():
+    _, terms = loss_terms(LossConfig(negatives="all", use_local=False))
+    # anchor 0: [a - 1 + .5]+, [0 - 1 + .5]+; anchor 1: [0 - a + .5]+, [1 - a + .5]+; anchor 2: [.5], [1 - a + .5]
+    hand = ((A - 0.5) / 2 + (1.5 - A) / 2 + (0.5 + 1.5 - A) / 2) / 3
+    assert terms["triplet_global_i2t"].item() == pytest.approx(hand, rel=1e-9)
+    assert set(terms) == {"ce_global_i2t", "ce_global_t2i", "triplet_global_i2t", "triplet_global_t2i"}
+
+
+def test_random_negatives_are_shared_by_the_four_terms():
+    seed = 7
+    _, terms = loss_terms(LossConfig(), generator=torch.Generator().manual_seed(seed))
+    allowed = ~torch.eye(3, dtype=torch.bool)
+    neg, _ = sample_random_negatives(allowed, torch.Generator().manual_seed(seed))
+    neg = neg.tolist()
+
+    def hinge(s, direction, margin=0.5):
+        if direction == "i2t":
+            return sum(max(0, s[m][neg[m]] - s[m][m] + margin) for m in range(3)) / 3
+        return sum(max(0, s[neg[m]][m] - s[m][m] + margin) for m in range(3)) / 3
+
+    local = [[5 * x for x in row] for row in S]
+    for direction in ("i2t", "t2i"):
+        assert terms[f"triplet_global_{direction}"].item() == pytest.approx(hinge(S, direction), rel=1e-9)
+        assert terms[f"triplet_local_{direction}"].item() == pytest.approx(hinge(local, direction), rel=1e-9)
+
+
+def test_random_never_picks_the_anchor_or_a_masked_candidate():
+    allowed = ~torch.eye(6, dtype=torch.bool)
+    allowed[0, 3] = False
+    allowed[5] = False                                  # a row with no negative at all
+    g = torch.Generator().manual_seed(0)
+    picks = torch.stack([sample_random_negatives(allowed, g)[0] for _ in range(400)])
+    found = sample_random_negatives(allowed, g)[1]
+    assert found.tolist() == [True] * 5 + [False]
+    for row in range(5):
+        seen = set(picks[:, row].tolist())
+        assert seen == set(torch.nonzero(allowed[row]).flatten().tolist())  # every allowed one, nothing else
+
+
+def test_hardest_picks_the_argmax_of_allowed_scores():
+    scores = torch.randn(5, 5)
+    allowed = ~torch.eye(5, dtype=torch.bool)
+    index, _ = hardest_negatives(scores, allowed)
+    for row in range(5):
+        best = max((scores[row, k].item(), k) for k in range(5) if k != row)[1]
+        assert index[row].item() == best
+
+
+def test_swapping_the_modalities_swaps_the_directions():
+    out = three_pairs()
+    swapped = {**out, "image_vectors": out["report_vectors"], "report_vectors": out["image_vectors"]}
+    for negatives in ("random", "hardest", "all"):
+        cfg = LossConfig(negatives=negatives, use_local=False)
+        _, a = loss_terms(cfg, out, generator=torch.Generator().manual_seed(3))
+        _, b = loss_terms(cfg, swapped, generator=torch.Generator().manual_seed(3))
+        for family in ("ce", "triplet"):
+            assert a[f"{family}_global_i2t"].item() == pytest.approx(b[f"{family}_global_t2i"].item(), rel=1e-12)
+            assert a[f"{family}_global_t2i"].item() == pytest.approx(b[f"{family}_global_i2t"].item(), rel=1e-12)
+
+
+def test_identical_reports_are_not_negatives():
+    out = three_pairs()
+    out["report_vectors"][1] = out["report_vectors"][0]                 # reports 0 and 1 are the same
+    ids = torch.tensor([[1, 7, 8, 2], [1, 7, 8, 2], [1, 9, 2, 0]])
+    same = same_report_mask(ids)
+    assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    _, terms = loss_terms(LossConfig(negatives="hardest", use_local=False, mask_duplicate_reports=True),
+                          out, same_report=same)
+    s = global_similarity(out["image_vectors"], out["report_vectors"]).tolist()
+    # image 0 competes only with report 2, image 1 only with report 2, image 2 with 0 and 1
+    hand_ce = (ce([([s[0][0], s[0][2]], 0)], 10) + ce([([s[1][1], s[1][2]], 0)], 10) + ce([(s[2], 2)], 10)) / 3
+    assert terms["ce_global_i2t"].item() == pytest.approx(hand_ce, rel=1e-9)
+    hand_triplet = (max(0, s[0][2] - s[0][0] + 0.5) + max(0, s[1][2] - s[1][1] + 0.5)
+                    + max(0, max(s[2][0], s[2][1]) - s[2][2] + 0.5)) / 3
+    assert terms["triplet_global_i2t"].item() == pytest.approx(hand_triplet, rel=1e-9)
+    with pytest.raises(ValueError, match="same_report"):
+        loss_terms(LossConfig(mask_duplicate_reports=True))
+
+
+def test_gathered_global_terms_use_the_whole_global_batch():
+    torch.manual_seed(0)
+    full = {"image_vectors": torch.randn(6, 4), "report_vectors": torch.randn(6, 4)}
+    cfg = LossConfig(use_local=False, negatives="all")
+    _, whole = JoImTeRNetLoss(cfg)(full)
+    per_rank = []
+    for offset in (0, 3):                               # two ranks of three pairs
+        mine = {k: v[offset:offset + 3] for k, v in full.items()}
+        per_rank.append(JoImTeRNetLoss(cfg)(mine, gathered=full, rank_offset=offset)[1])
+    for name, value in whole.items():
+        assert value.item() == pytest.approx(sum(t[name].item() for t in per_rank) / 2, rel=1e-5)
+
+
+def tiny_model_config(null_region=False):
+    return ModelConfig(embed_dim=16, null_region=null_region,
+                       image=ImageModelConfig(widths=(4, 4, 8, 8, 16, 16, 32), grid=4, attention_heads=4),
+                       text=TextModelConfig(layers=1, hidden=32, heads=2, intermediate=64, dropout=0.0))
+
+
+def random_batch(n=16, vocab=40, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 10, (n,), generator=g)
+    ids = torch.randint(5, vocab, (n, 12), generator=g)
+    ids[:, 0] = 1
+    for b, n_words in enumerate(lengths.tolist()):
+        ids[b, n_words + 1] = 2
+        ids[b, n_words + 2:] = 0
+    return torch.rand(n, 1, size, size, generator=g) * 2 - 1, ids, (ids != 0).long()
+
+
+def test_model_output_and_null_region():
+    model = build_model(tiny_model_config(null_region=True), vocab_size=40, image_size=64)
+    images, ids, mask = random_batch(n=4)
+    out = model(images, ids, mask)
+    assert model.grid == (4, 4)
+    assert out["regions"].shape == (4, 16, 16) and out["image_vectors"].shape == (4, 16)
+    assert out["words"].shape == (4, 11, 16) and torch.equal(out["lengths"], mask.sum(1) - 1)
+    assert out["null_region"] is model.similarity.null_region
+    total, _ = JoImTeRNetLoss(LossConfig())(out)
+    total.backward()
+    assert model.similarity.null_region.grad is not None
+    assert model.similarity.maps(out["regions"], out["words"], out["lengths"]).shape == (4, 11, 16)
+
+
+def test_loss_under_bf16_autocast():
+    model = build_model(tiny_model_config(), vocab_size=40, image_size=64)
+    images, ids, mask = random_batch(n=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images, ids, mask)
+        total, terms = JoImTeRNetLoss(LossConfig())(out)
+    assert out["regions"].dtype == torch.bfloat16 and out["regions"].shape == (4, 16, 16)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    assert len(terms) == 8
+
+
+@pytest.mark.slow
+def test_overfits_sixteen_pairs_to_perfect_retrieval():
+    torch.manual_seed(0)
+    model = build_model(tiny_model_config(), vocab_size=40, image_size=32)
+    images, ids, mask = random_batch(n=16, size=32)
+    loss_fn = JoImTeRNetLoss(LossConfig())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        total, _ = loss_fn(model(images, ids, mask), generator=g)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(images, ids, mask)
+    scores = model.similarity.global_scores(out["image_vectors"], out["report_vectors"])
+    assert (scores.argmax(1) == torch.arange(16)).float().mean().item() == 1.0   # image -> report R@1
+    assert (scores.argmax(0) == torch.arange(16)).float().mean().item() == 1.0   # report -> image R@1
