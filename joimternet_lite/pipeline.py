@@ -19,7 +19,7 @@ from .data.dataset import load_training_data, make_dataloader, make_dataset
 from .device import pick_device
 from .evaluate import (embed_dataset, evaluate_frozen, evaluate_grounding, evaluate_retrieval, laterality_swap,
                        summarize_grounding, synthcxr_targets)
-from .models.joimternet import build_model
+from .models.joimternet import model_for
 
 EVAL_BATCH = 64
 
@@ -91,7 +91,7 @@ def _mean_moved(rows: list[dict]) -> list[dict]:
 
 def untrained_model(cfg: Config, vocab_size: int):
     torch.manual_seed(cfg.train.seed)
-    return build_model(cfg.model, vocab_size, image_size=cfg.data.image_size, loss_cfg=cfg.loss)
+    return model_for(cfg, vocab_size)
 
 
 def run_demo(cfg: Config, resume: bool = True) -> Path:

@@ -456,9 +456,9 @@ def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, info: 
             dataset = make_dataset(cfg, manifest, "train", train=True)
             dataloader = make_dataloader(dataset, tokenizer, cfg, train=True, device=device)
     if model is None:
-        from .models.joimternet import build_model
+        from .models.joimternet import model_for
 
-        model = build_model(cfg.model, len(tokenizer), image_size=cfg.data.image_size, loss_cfg=cfg.loss)
+        model = model_for(cfg, len(tokenizer))
     return dataloader, model, tokenizer
 
 

@@ -61,3 +61,9 @@ def build_model(cfg: ModelConfig, vocab_size: int, image_size: int | None = None
                             null_region=cfg.null_region)
     return JoImTeRNet(build_image_encoder(cfg.image, cfg.embed_dim, image_size),
                       TextEncoder(cfg.text, vocab_size, cfg.embed_dim), similarity)
+
+
+def model_for(cfg, vocab_size: int) -> JoImTeRNet:
+    """The model a whole ``Config`` describes: towers sized for ``cfg.data.image_size`` and a
+    similarity that scores with ``cfg.loss``'s gammas, so training and evaluation agree."""
+    return build_model(cfg.model, vocab_size, image_size=cfg.data.image_size, loss_cfg=cfg.loss)
