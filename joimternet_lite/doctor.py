@@ -13,6 +13,7 @@ PACKAGES = ("torch", "torchvision", "transformers", "tokenizers", "datasets", "p
 def environment_report() -> dict:
     import torch
 
+    from .course import data_dir
     from .device import pick_device, resolve_precision
 
     device = pick_device("auto")
@@ -26,7 +27,7 @@ def environment_report() -> dict:
         "cuda_available": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "bf16_supported": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        "data_dir": os.environ.get("JOIMTERNET_DATA", "data"),
+        "data_dir": str(data_dir()),
         "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE", "0"),
         "smoke_mode": os.environ.get("JOIMTERNET_SMOKE", "0"),
     }

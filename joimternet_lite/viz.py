@@ -1,7 +1,8 @@
 """Figures: the SynthCXR contact sheet (more figures join this module with the demo report).
 
-Taught in notebook 01. Matplotlib with the non-interactive Agg backend, so figures render on
-headless machines and in CI.
+Taught in notebook 01. The backend is left to matplotlib (inline in notebooks; Agg on headless
+machines, which matplotlib picks itself when there is no display), and every figure is closed
+after saving.
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import matplotlib.patches as patches
+import matplotlib.pyplot as plt
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.patches as patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from .atomic import atomic_path  # noqa: E402
-from .data.schema import load_manifest, resolve_image_path  # noqa: E402
+from .atomic import atomic_path
+from .data.schema import load_manifest, resolve_image_path
 
 _FINDING_COLOURS = ("#ff5555", "#55aaff", "#ffcc00", "#66dd66", "#ff88ff", "#ffa040")
 

@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["JOIMTERNET_SMOKE"] = "1" if args.smoke else "0"
     paths = args.notebooks or sorted(HERE.glob("[0-9][0-9]_*.ipynb")) + sorted((HERE / "solutions").glob("*.ipynb"))
-    for path in paths:
+    for path in (p.resolve() for p in paths):
         seconds = run(path, args.timeout)
         print(f"{path.relative_to(HERE.parent)}: {seconds:.0f} s", flush=True)
     return 0

@@ -1,0 +1,177 @@
+"""Notebooks 09-12 build parts inline; these tests load those definitions and compare them with the
+package on tiny inputs, so the notebooks and the package cannot drift apart (CONVENTIONS.md §1)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from joimternet_lite.course import import_definitions
+from joimternet_lite.data import openi as pkg_openi
+from joimternet_lite.data.layouts import write_openi_layout
+from joimternet_lite.data.synthetic import generate_synthcxr
+from joimternet_lite.evaluate import classification as pkg_cls
+from joimternet_lite.evaluate import grounding as pkg_ground
+from joimternet_lite.evaluate import retrieval as pkg_ret
+from joimternet_lite.models.attention import global_similarity, word_region_maps
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def nb09():
+    return import_definitions(NOTEBOOKS / "09_retrieval_evaluation.ipynb",
+                              ["ranks_ties_against", "retrieval_metrics_inline", "make_pools", "pooled_metrics_inline",
+                               "same_report_relevance", "combined_score"])
+
+
+@pytest.fixture(scope="module")
+def nb10():
+    return import_definitions(NOTEBOOKS / "10_multilabel_classification.ipynb",
+                              ["average_ranks", "auroc_rank", "per_class_auroc_inline", "linear_probe",
+                               "bootstrap_mean_auroc_ci", "zero_shot_inline"])
+
+
+@pytest.fixture(scope="module")
+def nb11():
+    return import_definitions(NOTEBOOKS / "11_attention_and_grounding.ipynb",
+                              ["word_maps_inline", "pointing_hit_inline", "mass_inside_inline", "swap_sides",
+                               "winning_words", "negated_positions"])
+
+
+@pytest.fixture(scope="module")
+def nb12():
+    return import_definitions(NOTEBOOKS / "12_real_data.ipynb", ["parse_openi_xml", "openi_training_text"])
+
+
+KEYS = ["R@1", "R@5", "R@10", "median_rank", "mean_rank", "mrr"]
+
+
+# --- 09: retrieval -------------------------------------------------------------------------------
+
+def test_ranks_count_ties_against_the_model(nb09):
+    # hand-computed: row 0 ties its true candidate with one wrong one -> rank 2; row 1 all tied -> 3
+    sim = torch.tensor([[0.5, 0.5, 0.1], [0.2, 0.2, 0.2], [0.9, 0.3, 0.3]])
+    assert nb09.ranks_ties_against(sim).tolist() == [2, 3, 3]
+    assert nb09.ranks_ties_against(torch.zeros(4, 4)).tolist() == [4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("with_relevance", [False, True])
+def test_retrieval_metrics_match_package(nb09, with_relevance):
+    rng = np.random.default_rng(0)
+    sim = np.round(rng.normal(size=(12, 12)), 1)           # rounding makes ties
+    relevance = None
+    if with_relevance:
+        relevance = np.eye(12, dtype=bool) | (rng.random((12, 12)) < 0.1)
+    ours = nb09.retrieval_metrics_inline(torch.tensor(sim), relevance)
+    theirs = pkg_ret.retrieval_metrics(sim, relevance)
+    np.testing.assert_allclose([ours[k] for k in KEYS], [theirs[k] for k in KEYS], atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["blocks", "random"])
+def test_pools_and_pooled_metrics_match_package(nb09, mode):
+    ours = nb09.make_pools(23, 5, mode, seed=3)
+    theirs = pkg_ret.pool_indices(23, 5, None, mode, seed=3)
+    assert [p.tolist() for p in ours] == [p.tolist() for p in theirs]
+    sim = np.random.default_rng(1).normal(size=(23, 23))
+    a = nb09.pooled_metrics_inline(torch.tensor(sim), ours)
+    b = pkg_ret.pooled_metrics(sim, np.eye(23, dtype=bool), theirs)
+    np.testing.assert_allclose([a[k] for k in KEYS], [b[k] for k in KEYS], atol=1e-9)
+
+
+def test_dedup_relevance_and_combined_score_match_package(nb09):
+    texts = ["No effusion.", "no effusion", "Small left effusion.", "Heart size is 2 cm.", "heart size is 3 cm"]
+    np.testing.assert_array_equal(nb09.same_report_relevance(texts), pkg_ret.relevance_matrix("dedup", texts=texts))
+    g = torch.Generator().manual_seed(0)
+    side = {"image_vectors": torch.randn(3, 8, generator=g), "report_vectors": torch.randn(4, 8, generator=g),
+            "regions": torch.randn(3, 5, 8, generator=g), "words": torch.randn(4, 6, 8, generator=g),
+            "lengths": torch.tensor([6, 2, 4, 1])}
+    s_global = pkg_ret.similarity_matrix(side, side, "global")
+    s_local = pkg_ret.similarity_matrix(side, side, "local")
+    torch.testing.assert_close(nb09.combined_score(s_global, s_local, 0.3, 5.0),
+                               pkg_ret.similarity_matrix(side, side, "combined", combined_weight=0.3))
+
+
+# --- 10: classification --------------------------------------------------------------------------
+
+def test_rank_auroc_matches_sklearn_and_package(nb10):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    s = np.round(y * 0.7 + rng.normal(size=60), 1)
+    assert nb10.average_ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+    assert nb10.auroc_rank(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    targets = rng.integers(0, 2, (40, 5)).astype(float)
+    targets[:, 2] = 1                                         # undefined: no negative
+    scores = np.round(rng.normal(size=(40, 5)), 1)
+    np.testing.assert_allclose(nb10.per_class_auroc_inline(targets, scores), pkg_cls.per_class_auroc(targets, scores),
+                               equal_nan=True)
+
+
+def test_linear_probe_and_bootstrap_match_package(nb10):
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2, (40, 14)).astype(float)
+    x = (targets @ rng.normal(size=(14, 6)) + rng.normal(size=(40, 6))).astype(np.float32)
+    mask = np.ones_like(targets, dtype=bool)
+    np.testing.assert_allclose(nb10.linear_probe(x[:30], targets[:30], mask[:30], x[30:]),
+                               pkg_cls.linear_probe_scores(x[:30], targets[:30], mask[:30], x[30:]), atol=1e-6)
+    scores = targets * 0.5 + rng.normal(size=targets.shape)
+    low, high = nb10.bootstrap_mean_auroc_ci(targets, scores, n_boot=15, seed=2)
+    ci = pkg_cls.bootstrap_ci(targets, scores, None, n_boot=15, seed=2)
+    np.testing.assert_allclose([low, high], [ci["mean_ci_low"], ci["mean_ci_high"]], atol=1e-12)
+
+
+def test_zero_shot_matches_package(nb10):
+    g = torch.Generator().manual_seed(0)
+    images, pos, neg = torch.randn(5, 8, generator=g), torch.randn(3, 8, generator=g), torch.randn(2, 8, generator=g)
+    expected = pkg_cls.zero_shot_from_similarities(global_similarity(images, pos).numpy(),
+                                                   global_similarity(images, neg).numpy())
+    np.testing.assert_allclose(nb10.zero_shot_inline(images, pos, neg), expected, atol=1e-6)
+
+
+# --- 11: grounding -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["alpha", "raw"])
+def test_word_maps_match_package(nb11, kind):
+    g = torch.Generator().manual_seed(0)
+    regions, words, lengths = torch.randn(2, 9, 4, generator=g), torch.randn(2, 5, 4, generator=g), torch.tensor([5, 3])
+    maps = word_region_maps(regions, words, lengths, kind=kind, gamma1=4.0)
+    for b in range(2):
+        n = int(lengths[b])
+        torch.testing.assert_close(nb11.word_maps_inline(regions[b], words[b], n, kind, 4.0), maps[b, :n])
+
+
+def test_pointing_and_mass_match_package(nb11):
+    inside = np.array([True, False, True, False, False, False])
+    for region_map in (np.full(6, 1 / 6), np.array([0.1, 0.3, 0.3, 0.1, 0.1, 0.1]), np.array([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])):
+        assert nb11.pointing_hit_inline(region_map, inside) == pytest.approx(pkg_ground.pointing_hit(region_map, inside))
+        assert nb11.mass_inside_inline(region_map, inside) == pytest.approx(pkg_ground.mass_inside(region_map, inside))
+    assert nb11.pointing_hit_inline(np.full(6, 1 / 6), inside) == pytest.approx(1 / 3)   # flat map = chance
+
+
+def test_swap_and_word_helpers(nb11):
+    for text in ("Small left pleural effusion. Right lung is clear.", "LEFT apical pneumothorax; no right effusion.",
+                 "Leftover bright lines."):
+        assert nb11.swap_sides(text) == pkg_ground.swap_laterality(text)
+    g = torch.Generator().manual_seed(0)
+    regions, words = torch.randn(7, 4, generator=g), torch.randn(5, 4, generator=g)
+    over_words = (words[:3] @ regions.T).softmax(dim=0)      # the softmax over words, per region
+    assert nb11.winning_words(regions, words, 3).tolist() == over_words.argmax(dim=0).tolist()
+    assert nb11.negated_positions("No pleural effusion. Small left effusion.", "effusion") == [2]
+
+
+# --- 12: real data -------------------------------------------------------------------------------
+
+def test_openi_parser_matches_package(nb12, tmp_path):
+    generate_synthcxr(tmp_path / "synth", num_studies=3, image_size=128, workers=1, progress=False)
+    write_openi_layout(tmp_path / "synth", tmp_path / "openi")
+    for path in sorted((tmp_path / "openi" / "ecgen-radiology").glob("*.xml")):
+        data = path.read_bytes()
+        report_id, findings, impression, major, images = nb12.parse_openi_xml(data)
+        pkg = pkg_openi.parse_report_xml(data, str(path))
+        assert (report_id, findings, impression, major, images) == (
+            pkg.report_id, pkg.sections["FINDINGS"], pkg.sections["IMPRESSION"], pkg.mesh_major, pkg.image_ids)
+    for findings, impression in (("Clear lungs.", "Normal."), ("", "Normal."), ("", "")):
+        assert nb12.openi_training_text(findings, impression) == pkg_openi.study_text(
+            findings, impression, "findings_or_impression")
