@@ -8,6 +8,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_library_progress_bars()
     if argv and argv[0] == "prepare":
         from .data.prepare import main as prepare_main
 
@@ -18,6 +19,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     return args.func(args) or 0
+
+
+def _quiet_library_progress_bars() -> None:
+    """Our own tqdm bars say what runs; ``datasets``' per-call bars (filter, save) only add noise."""
+    import datasets
+
+    datasets.disable_progress_bars()
 
 
 def build_parser() -> argparse.ArgumentParser:

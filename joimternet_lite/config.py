@@ -9,6 +9,7 @@ falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ def apply_override(cfg: Config, item: str) -> Config:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value")
     key, text = item.split("=", 1)
-    value = yaml.safe_load(text)
+    value = _parse_value(text)
     parts = key.strip().split(".")
     d = to_dict(cfg)
     node = d
@@ -199,6 +200,14 @@ def apply_override(cfg: Config, item: str) -> Config:
         raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}; accepted keys are {sorted(node)}")
     node[parts[-1]] = value
     return from_dict(Config, d, where=f"override {item!r}")
+
+
+def _parse_value(text: str):
+    """YAML scalars, plus ``1e-3``-style numbers (YAML 1.1 reads those as strings)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
 
 
 def _coerce(tp, value, where: str):

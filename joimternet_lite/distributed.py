@@ -1,6 +1,6 @@
 """One code path for 1..N processes: ``torchrun`` + DistributedDataParallel, and plain runs.
 
-Taught in notebook 09. ``init_distributed`` reads the variables ``torchrun`` sets (``RANK``,
+Taught in notebook 08. ``init_distributed`` reads the variables ``torchrun`` sets (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``); without them the run is a single process and every helper here
 degrades to the identity. Embeddings are gathered across ranks *with* gradients
 (``gather_with_grad``), so each rank scores its pairs against the negatives of the whole global

@@ -1,6 +1,6 @@
 """The training engine: one plain-PyTorch loop for CPU, one GPU and N GPUs (``torchrun``).
 
-Taught in notebook 08 (the loop, checkpoints, resume) and notebook 09 (mixed precision,
+Taught in notebook 08 (the loop, checkpoints, resume) and its GPU sections (mixed precision,
 ``torch.compile``, DDP). ``train(cfg)`` is the whole pipeline; the loop itself is
 :func:`run_loop`, readable in one screen, and each of its steps is a small function below it.
 

@@ -90,3 +90,8 @@ def test_to_dict_is_plain_yaml_data():
     d = to_dict(load_config("mimic_paper"))
     assert isinstance(d["model"]["image"]["widths"], list)
     assert set(d) == {f.name for f in dataclasses.fields(Config)}
+
+
+def test_scientific_notation_overrides_are_numbers():
+    cfg = load_config("demo_cpu", ["train.lr_image=1e-3", "train.lr_text=2E-4", "data.root=runs/x1e5"])
+    assert (cfg.train.lr_image, cfg.train.lr_text, cfg.data.root) == (1e-3, 2e-4, "runs/x1e5")
