@@ -17,8 +17,15 @@ import torch
 from .config import Config
 from .data.dataset import load_training_data, make_dataloader, make_dataset
 from .device import pick_device
-from .evaluate import (embed_dataset, evaluate_frozen, evaluate_grounding, evaluate_retrieval, laterality_swap,
-                       summarize_grounding, synthcxr_targets)
+from .evaluate import (
+    embed_dataset,
+    evaluate_frozen,
+    evaluate_grounding,
+    evaluate_retrieval,
+    laterality_swap,
+    summarize_grounding,
+    synthcxr_targets,
+)
 from .models.joimternet import model_for
 
 EVAL_BATCH = 64

@@ -118,8 +118,8 @@ def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_pn
     from .evaluate.grounding import word_maps_for
 
     images = _eval_images(cfg, manifest)
-    rows = images.rows
-    picked = [(i, rows[i]) for i in range(len(rows)) if rows[i].get("findings_gt")][:studies]
+    rows = manifest.filter(lambda s: s == "test", input_columns="split")  # the dataset's order, all columns
+    picked = [(i, row) for i, row in enumerate(rows) if row.get("findings_gt")][:studies]
     if not picked:
         return _save(plt.figure(), out_png)
     grid = model.grid

@@ -9,7 +9,13 @@ from PIL import Image
 
 from joimternet_lite.config import Config
 from joimternet_lite.data.dataset import Collate, make_dataloader, make_dataset
-from joimternet_lite.data.schema import CHEXPERT_LABELS, ManifestError, empty_labels, load_manifest, save_manifest
+from joimternet_lite.data.schema import (
+    CHEXPERT_LABELS,
+    ManifestError,
+    empty_labels,
+    load_manifest,
+    save_manifest,
+)
 from joimternet_lite.data.tokenizer import build_tokenizer
 
 

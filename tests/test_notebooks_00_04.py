@@ -4,7 +4,6 @@ package on tiny inputs, so the notebooks and the package cannot drift apart (CON
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 import torch
 from pydicom.dataset import Dataset, FileMetaDataset

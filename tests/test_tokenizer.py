@@ -3,7 +3,14 @@
 import pytest
 
 from joimternet_lite.data.tokenizer import (
-    CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, build_tokenizer, load_tokenizer, split_words,
+    CLS_ID,
+    MASK_ID,
+    PAD_ID,
+    SEP_ID,
+    UNK_ID,
+    build_tokenizer,
+    load_tokenizer,
+    split_words,
 )
 
 REPORTS = [
