@@ -42,3 +42,9 @@ def test_environment_yml_pins_every_dependency_at_the_constraints_version():
 def test_constraints_pin_the_machine_torch():
     constraints = _pins((ROOT / "constraints.txt").read_text().splitlines())
     assert constraints["torch"] == "2.14.1" and constraints["torchvision"] == "0.29.1"
+
+
+def test_constraints_are_plain_pins_that_install_anywhere():
+    lines = [x for x in (ROOT / "constraints.txt").read_text().splitlines() if x and not x.startswith("#")]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+\-]+", x) for x in lines), \
+        [x for x in lines if "==" not in x or "@" in x]
