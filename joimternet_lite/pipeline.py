@@ -26,6 +26,7 @@ from .evaluate import (
     summarize_grounding,
     synthcxr_targets,
 )
+from .evaluate.grounding import LATERALITY_VALUES
 from .models.joimternet import model_for
 
 EVAL_BATCH = 64
@@ -81,19 +82,10 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
         rows = evaluate_grounding(model, tokenizer, test["regions"], targets, device=device)
         results["grounding"] = summarize_grounding(rows)
         swap = laterality_swap(model, tokenizer, test["regions"], targets, model.grid, device=device)
-        results["laterality_swap"] = _mean_moved(swap)
+        results["laterality_swap"] = [r for r in summarize_grounding(swap, values=LATERALITY_VALUES)
+                                      if r["type"] == "all"]
     results["embeddings"] = test
     return results
-
-
-def _mean_moved(rows: list[dict]) -> list[dict]:
-    out = []
-    for kind in sorted({r["kind"] for r in rows}):
-        sel = [r for r in rows if r["kind"] == kind]
-        out.append({"kind": kind, "n": len(sel),
-                    **{k: float(np.mean([r[k] for r in sel])) for k in
-                       ("mass_true_before", "mass_mirror_before", "mass_true_after", "mass_mirror_after", "moved")}})
-    return out
 
 
 def untrained_model(cfg: Config, vocab_size: int):
