@@ -4,31 +4,41 @@ The loop is how public DAMSM implementations score a batch: one caption at a tim
 the images, building the context vectors c_i. Both sides compute the same (I, T) matrix and the
 local cross-entropy of both directions, then backward.
 
-Peak memory: CUDA's max_memory_allocated on a GPU. On the CPU, the process's peak resident set
-(VmHWM in /proc/self/status, reset before each run by writing 5 to /proc/self/clear_refs) minus
-the resident set before the run; tracemalloc does not see torch's allocator.
+Peak memory is the most bytes live in torch's allocator during the call, above the level at its
+start: CUDA's max_memory_allocated on a GPU; on the CPU, the running total of the allocation and
+free events of torch's CPU allocator that torch.profiler records with profile_memory=True. Both
+count exactly the tensors torch allocates, so a run gives the same number every time (the
+process's resident set did not: it includes the C library's caching). Times come from separate
+runs without the profiler.
 
     python bench/local_similarity.py                          # CPU defaults: B=32, words 64, 64 regions, 128-d
     python bench/local_similarity.py --device cuda            # authors' scale: B=128, words 160, 256 regions, 512-d
-    python bench/local_similarity.py --budget-check           # B=512: peak stays within the chunk budget
+    python bench/local_similarity.py --budget-check           # B=512: peak within chunk_budget_bytes, else exit 1
     python bench/local_similarity.py --sweep --plot bench/local_similarity_scaling.png
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import platform
-import re
+import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 from joimternet_lite.models.attention import local_similarity
 
 CPU_DEFAULTS = {"batch": 32, "words": 64, "regions": 64, "dim": 128}
 GPU_DEFAULTS = {"batch": 128, "words": 160, "regions": 256, "dim": 512}
+BUDGET_CHECK_BATCH = 512
+# small enough that the loop's largest point stays a few seconds on one CPU thread
+SWEEP_SIZES = {"batch": 32, "words": 32, "regions": 32, "dim": 64}
+SWEEP_BATCHES = (8, 16, 32, 64, 128)
+SWEEP_WORDS = (8, 16, 32, 64, 128)
 
 
 def per_caption_loop(regions, words, lengths, gamma1=4.0, gamma2=5.0):
@@ -59,7 +69,7 @@ def local_ce(scores):
 
 
 class PeakMemory:
-    """Peak bytes above the starting level, on CUDA or (Linux) from the process's VmHWM."""
+    """Peak bytes live in torch's allocator above the level at entry, on CUDA or on the CPU."""
 
     def __init__(self, device):
         self.device = device
@@ -70,8 +80,8 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated()
         else:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.start = _status_kib("VmRSS") * 1024
+            self.profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self.profiler.__enter__()
         return self
 
     def __exit__(self, *exc):
@@ -79,28 +89,47 @@ class PeakMemory:
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated() - self.start
         else:
-            self.peak = _status_kib("VmHWM") * 1024 - self.start
+            self.profiler.__exit__(*exc)
+            self.peak = peak_of_cpu_allocator_events(self.profiler)
 
 
-def _status_kib(key):
-    return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+def peak_of_cpu_allocator_events(prof):
+    """Largest running total of the CPU allocator's +/- byte events, starting from 0.
+
+    This is the change of the profiler's "Total Allocated". Frees of blocks allocated before any
+    profiling are not reported (the allocator does not know their size): they can only lower
+    the level, so the peak stays an upper bound.
+    """
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    return max(itertools.accumulate((nbytes for _, nbytes in events), initial=0))
 
 
-def run_once(fn, inputs, device):
-    r, w, lengths = (x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs)
+def fresh_leaves(inputs):
+    return [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
+
+
+def timed_run(fn, inputs, device):
+    r, w, lengths = fresh_leaves(inputs)
+    start = time.perf_counter()
+    local_ce(fn(r, w, lengths)).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def peak_run(fn, inputs, device):
+    """Peak bytes of one forward + backward, beyond the inputs (allocated before the region)."""
+    r, w, lengths = fresh_leaves(inputs)
     with PeakMemory(device) as mem:
-        start = time.perf_counter()
         local_ce(fn(r, w, lengths)).backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-    return elapsed, mem.peak
+    return mem.peak
 
 
 def measure(fn, inputs, device, repeats):
-    run_once(fn, inputs, device)                                    # warm-up
-    runs = [run_once(fn, inputs, device) for _ in range(repeats)]
-    return min(t for t, _ in runs), max(m for _, m in runs)         # best time: least disturbed by other load
+    timed_run(fn, inputs, device)                                   # warm-up
+    best = min(timed_run(fn, inputs, device) for _ in range(repeats))  # least disturbed by other load
+    return best, peak_run(fn, inputs, device)
 
 
 def fast(chunk_size):
@@ -112,38 +141,109 @@ def compare(batch, words, regions, dim, device, chunk_size, repeats):
     loop_t, loop_m = measure(per_caption_loop, inputs, device, repeats)
     fast_t, fast_m = measure(fast(chunk_size), inputs, device, repeats)
     print(f"B={batch:4d} words<={words:3d} R={regions:3d} D={dim:3d} chunk={chunk_size:3d} | "
-          f"loop {loop_t * 1e3:8.1f} ms {loop_m / 2**20:8.1f} MiB | fast {fast_t * 1e3:8.1f} ms "
-          f"{fast_m / 2**20:8.1f} MiB | loop/fast time {loop_t / fast_t:5.2f}x", flush=True)
+          f"loop {loop_t * 1e3:8.1f} ms {loop_m / 2**20:8.2f} MiB | fast {fast_t * 1e3:8.1f} ms "
+          f"{fast_m / 2**20:8.2f} MiB | loop/fast time {loop_t / fast_t:5.2f}x", flush=True)
     return {"loop_ms": loop_t * 1e3, "fast_ms": fast_t * 1e3, "loop_mib": loop_m / 2**20, "fast_mib": fast_m / 2**20}
 
 
-def chunk_budget_bytes(chunk_size, words, regions, element_size=4):
-    """Working set of one block: about 6 (Ic, R, Tc, L) tensors, plus the recomputed backward's."""
-    return 12 * chunk_size * chunk_size * words * (regions + 1) * element_size
+def chunk_budget_bytes(batch, chunk_size, words, regions, dim, element_size=4):
+    """Peak bytes that fwd + bwd of ``local_similarity`` and ``local_ce`` should hold beyond the inputs.
+
+    B = batch (images = reports), c = min(chunk_size, B) images and reports per block,
+    L = words (a block's longest report, at most), R = regions (add one for a null region),
+    D = dim; tensors of ``element_size`` bytes. With recomputation the call passes through three
+    peaks, and the budget is the largest, plus the blocks' bookkeeping.
+
+    Block backward (``_block_backward_peak``), where the chunk budget is spent. Recomputing a
+    block keeps what its autograd graph saved: the softmax over words, alpha and Gram @ alpha,
+    each (c, R, c, L). Backward of (Gram @ alpha) * alpha then holds four (c, R, c, L)
+    gradients at once: of alpha from alpha * scores and from this product, of the scores, of
+    Gram @ alpha. Seven (c, R, c, L) tensors in all. Smaller block terms at the same moment: the
+    Gram matrix (c, R, R); one (c, c, L) gradient; the gathered words (c, L, D) and the partial
+    gradient of their squared norms (c, L, D); the image chunk's gradient (c, R, D), summed over
+    its report blocks. O(B) terms: the gradients of the inputs, B x (R + L) x D, as big as the
+    inputs themselves (any method returns them). O(B^2): the gradient of the (B, B) score matrix.
+
+    Gradient scatter (``_gradient_scatter_peak``), between blocks: autograd turns a block's
+    gradient into a zero-filled full-size tensor before adding it to the input's gradient. For
+    the words, gathered then cut to the block's length, that is two (B, L, D) tensors beside the
+    running sum; for an image chunk, one (B, R, D). These are the part of the O(B) memory that
+    is not the result itself.
+
+    Loss (``_loss_peak``): the (B, B) scores, 10 x their transpose and its contiguous copy, and
+    the two log-softmax outputs that cross-entropy saves: five B x B.
+
+    Bookkeeping (``_block_bookkeeping_bytes``): until its backward, each block keeps its
+    reports' lengths (c int64) and two 8-byte scalars (the profiler shows them allocated outside
+    any aten op); the reports' length order (B int64) is kept to unsort the scores; the block
+    being recomputed has two (c, L) bool word masks.
+
+    Exact (to a few hundred bytes, from above) where the block phase is the largest, the regime
+    the check is for. The scatter and loss phases count only their full-size tensors: where one
+    of them is the largest (tiny blocks, large B), the peak can pass the budget by a few percent.
+    """
+    images = reports = min(chunk_size, batch)
+    peaks = (_block_backward_peak(batch, images, reports, words, regions, dim),
+             _gradient_scatter_peak(batch, images, words, regions, dim),
+             _loss_peak(batch))
+    return element_size * max(peaks) + _block_bookkeeping_bytes(batch, reports, words)
 
 
-def budget_check(args, device):
-    batch = 512
-    inputs = make_inputs(batch, args.words, args.regions, args.dim, device)
-    elapsed, peak = measure(fast(args.chunk_size), inputs, device, 1)
-    budget = chunk_budget_bytes(args.chunk_size, args.words, args.regions)
-    outputs = 8 * batch * batch * 4                                 # the (I, T) scores and their grads
-    verdict = "within" if peak <= budget + outputs else "OVER"
-    print(f"B={batch} fast fwd+bwd {elapsed:.2f} s, peak {peak / 2**20:.1f} MiB, chunk budget "
-          f"{budget / 2**20:.1f} MiB + scores {outputs / 2**20:.1f} MiB: {verdict}")
+def _block_backward_peak(batch, images, reports, words, regions, dim):
+    block = (7 * images * regions * reports * words + images * regions * regions + images * reports * words
+             + 2 * reports * words * dim + images * regions * dim)
+    return block + batch * (regions + words) * dim + batch * batch
+
+
+def _gradient_scatter_peak(batch, images, words, regions, dim):
+    scatter = batch * dim * max(regions + 3 * words, 2 * regions + words)
+    return scatter + images * regions * dim + batch * batch
+
+
+def _loss_peak(batch):
+    return 5 * batch * batch
+
+
+def _block_bookkeeping_bytes(batch, reports, words):
+    blocks = math.ceil(batch / reports) ** 2
+    int64, bool_ = torch.int64.itemsize, torch.bool.itemsize
+    return blocks * (reports + 2) * int64 + batch * int64 + 2 * reports * words * bool_
+
+
+def context_tensor_bytes(batch, words, dim, element_size=4):
+    """The (images, reports, words, dim) context vectors c_i that the fast path never builds."""
+    return element_size * batch * batch * words * dim
+
+
+def budget_check(batch, words, regions, dim, chunk_size, device):
+    """Print the measured peak against ``chunk_budget_bytes``; True when within it."""
+    inputs = make_inputs(batch, words, regions, dim, device)
+    start = time.perf_counter()
+    peak = peak_run(fast(chunk_size), inputs, device)
+    elapsed = time.perf_counter() - start
+    budget = chunk_budget_bytes(batch, chunk_size, words, regions, dim)
+    within = peak <= budget
+    print(f"B={batch} words<={words} R={regions} D={dim} chunk={chunk_size}: fast fwd+bwd {elapsed:.1f} s "
+          f"(profiled), peak {peak / 2**20:.2f} MiB, budget {budget / 2**20:.2f} MiB "
+          f"({peak / budget:.2f} of it): {'within' if within else 'OVER'}")
+    print(f"  the full context tensor (B x B x words x D) would take {context_tensor_bytes(batch, words, dim) / 2**30:.2f} GiB")
+    return within
 
 
 def sweep(args, device):
+    sizes = {key: getattr(args, key) or value for key, value in SWEEP_SIZES.items()}
     results = {"batch": [], "words": []}
-    for b in (8, 16, 32, 64):
-        results["batch"].append((b, compare(b, args.words, args.regions, args.dim, device, args.chunk_size, args.repeats)))
-    for n in (16, 32, 64, 128):
-        results["words"].append((n, compare(args.batch, n, args.regions, args.dim, device, args.chunk_size, args.repeats)))
+    for b in SWEEP_BATCHES:
+        row = compare(b, sizes["words"], sizes["regions"], sizes["dim"], device, args.chunk_size, args.repeats)
+        results["batch"].append((b, row))
+    for n in SWEEP_WORDS:
+        row = compare(sizes["batch"], n, sizes["regions"], sizes["dim"], device, args.chunk_size, args.repeats)
+        results["words"].append((n, row))
     if args.plot:
-        plot(results, args.plot)
+        plot(results, sizes, args.chunk_size, args.plot)
 
 
-def plot(results, path):
+def plot(results, sizes, chunk_size, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -157,11 +257,13 @@ def plot(results, path):
             ax = axes[row, col]
             for name in ("loop", "fast"):
                 ax.plot(xs, [r[name + key] for _, r in rows], marker="o", label=name)
-            ax.set_xlabel("B" if axis == "batch" else "max words")
-            ax.set_ylabel(f"fwd+bwd {unit}")
+            ax.set_xlabel(f"B (max words {sizes['words']})" if axis == "batch" else f"max words (B={sizes['batch']})")
+            ax.set_ylabel(f"fwd+bwd {unit}" if unit == "ms" else "peak allocated MiB")
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
             ax.legend()
-    fig.suptitle("Local similarity S_w: per-caption loop vs fast exact (fwd + bwd)")
+    fig.suptitle(f"Local similarity S_w, per-caption loop vs fast exact (fwd + bwd, CPU, 1 thread)\n"
+                 f"R={sizes['regions']}, D={sizes['dim']}, chunk {chunk_size}")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -177,23 +279,24 @@ def main():
     parser.add_argument("--dim", type=int)
     parser.add_argument("--chunk-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--budget-check", action="store_true", help="B=512: peak memory within the chunk budget")
-    parser.add_argument("--sweep", action="store_true", help="time and memory over B and over words")
+    parser.add_argument("--budget-check", action="store_true",
+                        help=f"B={BUDGET_CHECK_BATCH} unless --batch: peak within chunk_budget_bytes, else exit 1")
+    parser.add_argument("--sweep", action="store_true", help="time and memory over B and over words (small sizes)")
     parser.add_argument("--plot", help="PNG path for the sweep's scaling plot")
     args = parser.parse_args()
     device = torch.device(args.device)
-    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {device} ({name}), threads {torch.get_num_threads()}")
-    if args.budget_check:
-        budget_check(args, device)
-    elif args.sweep:
+    if args.sweep:
         sweep(args, device)
-    else:
-        compare(args.batch, args.words, args.regions, args.dim, device, args.chunk_size, args.repeats)
+        return
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    if args.budget_check:
+        defaults = {**defaults, "batch": BUDGET_CHECK_BATCH}
+    sizes = {key: getattr(args, key) or value for key, value in defaults.items()}
+    if args.budget_check:
+        sys.exit(0 if budget_check(**sizes, chunk_size=args.chunk_size, device=device) else 1)
+    compare(**sizes, device=device, chunk_size=args.chunk_size, repeats=args.repeats)
 
 
 if __name__ == "__main__":

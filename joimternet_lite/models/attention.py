@@ -107,11 +107,16 @@ def local_similarity(
 def _score_report_block(regions, words, lengths, idx, gamma1, gamma2, recompute):
     block_lengths = lengths[idx]
     max_len = max(int(block_lengths.max()), 1)  # an all-empty block still needs one column
-    block_words = words[idx, :max_len]
     if recompute:
-        return checkpoint(_block_scores, regions, block_words, block_lengths, gamma1, gamma2,
-                          use_reentrant=False)
-    return _block_scores(regions, block_words, block_lengths, gamma1, gamma2)
+        # The gather runs inside the checkpoint: a gathered copy saved per (image chunk, report
+        # block) would grow as B^2 / chunk. The block draws no random numbers: no RNG state kept.
+        return checkpoint(_gathered_block_scores, regions, words, idx, max_len, block_lengths, gamma1, gamma2,
+                          use_reentrant=False, preserve_rng_state=False)
+    return _gathered_block_scores(regions, words, idx, max_len, block_lengths, gamma1, gamma2)
+
+
+def _gathered_block_scores(regions, words, idx, max_len, lengths, gamma1, gamma2):
+    return _block_scores(regions, words[idx, :max_len], lengths, gamma1, gamma2)
 
 
 def _block_scores(regions, words, lengths, gamma1, gamma2):
