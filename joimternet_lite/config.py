@@ -48,6 +48,7 @@ class ImageModelConfig:
     backbone: str = "authors_cnn"      # authors_cnn | resnet18 | resnet50 | densenet121
     widths: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
     grid: int = 16                     # region grid side; strides adapt so the grid is kept
+    drop_strides: str = "early"        # authors_cnn below 2048 px: early | late stages lose their stride
     soft_attention: bool = True
     attention_heads: int = 16
     pretrained: bool = False           # torchvision ImageNet weights: only when asked, never in tests

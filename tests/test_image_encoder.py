@@ -50,6 +50,26 @@ def test_strides_drop_from_the_earliest_stages(image_size, grid, expected):
     assert authors_strides(image_size, grid) == expected
 
 
+@pytest.mark.parametrize("image_size, grid, expected", [
+    (2048, 16, (4, [2, 2, 2, 2, 2])),   # nothing to drop: the paper either way
+    (512, 16, (4, [2, 2, 2, 1, 1])),
+    (128, 8, (4, [2, 2, 1, 1, 1])),
+])
+def test_late_option_drops_strides_from_the_last_stages(image_size, grid, expected):
+    assert authors_strides(image_size, grid, "late") == expected
+
+
+@pytest.mark.parametrize("drop", ["early", "late"])
+def test_both_stride_orders_keep_the_grid(drop):
+    model = AuthorsCNN(32, TINY_WIDTHS, 8, 128, drop_strides=drop).eval()
+    out = model(torch.randn(1, 1, 128, 128))
+    assert model.grid_for(128, 128) == (8, 8) and out.regions.shape == (1, 64, 32)
+    strided = [s for s in model.stages if s[0].downsample is not None and s[0].conv1.stride == (2, 2)]
+    assert len(strided) == 3                    # stages 1-2 (late) or 4-5 (early), and stage 6
+    with pytest.raises(ValueError, match="drop_strides"):
+        authors_strides(128, 8, "middle")
+
+
 def test_impossible_grid_is_refused():
     with pytest.raises(ValueError, match="power of two"):
         authors_strides(96, 16)

@@ -8,8 +8,10 @@ row-major order, and ``grid_for(height, width)`` gives (gh, gw) for an input siz
   six stages of two torchvision BasicBlocks (widths 8..512), soft attention after stages 4 and 5,
   regions from stage 5 through a bias-free 1x1 conv, the global vector from stage 6 through a 2x2
   average pool and a Linear. At the paper's 2048 px the strides are stem 4 and 2 per stage, which
-  gives the 16x16 grid. For a smaller ``image_size`` the *earliest* stages lose their stride (then
-  the stem), so ``image_size / grid`` stays the total stride to stage 5 and the grid is kept.
+  gives the 16x16 grid. For a smaller ``image_size`` some stages lose their stride, so
+  ``image_size / grid`` stays the total stride to stage 5 and the grid is kept: by default the
+  *earliest* (fine early maps, as at full size), or with ``drop_strides="late"`` the latest ones
+  (early downsampling as in the paper; about 4x cheaper at 128 px, the ``demo_cpu`` choice).
 - :class:`TorchvisionEncoder`: resnet18 / resnet50 / densenet121. Regions from the last conv stage
   through a 1x1 conv; a map larger than the grid is average-pooled to it, a smaller one gets the
   stride of its last downsampling stages removed at build time. Global: average pool + Linear.
@@ -69,18 +71,26 @@ def _map_size(size: int, downsamplers: list[tuple[int, int, int]]) -> int:
     return size
 
 
-def authors_strides(image_size: int, grid: int) -> tuple[int, list[int]]:
+DROP_STRIDES = ("early", "late")
+
+
+def authors_strides(image_size: int, grid: int, drop: str = "early") -> tuple[int, list[int]]:
     """Stem stride and the strides of stages 1-5 so that stage 5 is ``grid`` x ``grid``.
 
     The total stride P = image_size / grid must be a power of two up to 128 (the paper: stem 4,
-    five stages of 2, at 2048 px with grid 16). Strides are removed from the earliest stages first.
+    five stages of 2, at 2048 px with grid 16). ``drop="early"`` removes strides from the earliest
+    stages first, ``"late"`` from the last stages first; the stem keeps stride 4 while P allows.
     """
+    if drop not in DROP_STRIDES:
+        raise ValueError(f"drop_strides={drop!r}: use one of {DROP_STRIDES}")
     total, remainder = divmod(image_size, grid)
     if remainder or total < 1 or total & (total - 1) or total > 128:
         raise ValueError(f"image_size {image_size} / grid {grid} must be a power of two between 1 and 128; "
                          f"choose model.image.grid so that it divides image_size that way")
     stem = min(4, total)
     halvings = int(math.log2(total // stem))
+    if drop == "late":
+        return stem, [2] * halvings + [1] * (5 - halvings)
     return stem, [1] * (5 - halvings) + [2] * halvings
 
 
@@ -89,11 +99,11 @@ class AuthorsCNN(nn.Module):
 
     def __init__(self, embed_dim: int = 512, widths: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512),
                  grid: int = 16, image_size: int = PAPER_IMAGE_SIZE, soft_attention: bool = True,
-                 attention_heads: int = 16):
+                 attention_heads: int = 16, drop_strides: str = "early"):
         super().__init__()
         if len(widths) != 7:
             raise ValueError(f"widths needs 7 entries (stem + six stages), got {widths}")
-        stem_stride, stage_strides = authors_strides(image_size, grid)
+        stem_stride, stage_strides = authors_strides(image_size, grid, drop_strides)
         self.image_size, self.grid = image_size, grid
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 7, stride=stem_stride, padding=3, bias=False),
@@ -230,5 +240,5 @@ def build_image_encoder(cfg: ImageModelConfig, embed_dim: int, image_size: int |
     """
     if cfg.backbone == "authors_cnn":
         return AuthorsCNN(embed_dim, tuple(cfg.widths), cfg.grid, image_size or PAPER_IMAGE_SIZE,
-                          cfg.soft_attention, cfg.attention_heads)
+                          cfg.soft_attention, cfg.attention_heads, cfg.drop_strides)
     return TorchvisionEncoder(cfg.backbone, embed_dim, cfg.grid, image_size or 512, cfg.pretrained)
