@@ -162,6 +162,31 @@ def test_contrast_knob_changes_how_visible_a_finding_is():
         Difficulty(contrast=0)
 
 
+def test_visibility_turns_one_finding_type_up_or_down_and_nothing_else():
+    has = lambda st, kind: any(g["type"] == kind for g in st.findings_gt)  # noqa: E731
+    index = next(i for i in range(300) if has(generate_study(i, 5, SIZE), "effusion"))
+    other = next(i for i in range(300) if generate_study(i, 5, SIZE).findings_gt
+                 and not has(generate_study(i, 5, SIZE), "effusion"))
+    dim = Difficulty(visibility={**Difficulty().visibility, "effusion": 0.2})
+    bright = Difficulty(visibility={**Difficulty().visibility, "effusion": 2.0})
+    faint, strong = generate_study(index, 5, SIZE, dim), generate_study(index, 5, SIZE, bright)
+    mask = faint.masks[next(k for k, g in enumerate(faint.findings_gt) if g["type"] == "effusion")]
+    assert strong.image[mask].astype(float).mean() - faint.image[mask].astype(float).mean() > 10
+    # a study without an effusion is drawn pixel for pixel the same
+    assert np.array_equal(generate_study(other, 5, SIZE, dim).image, generate_study(other, 5, SIZE, bright).image)
+    with pytest.raises(ValueError, match="unknown finding types"):
+        Difficulty(visibility={"effusions": 1.0})
+    with pytest.raises(ValueError, match="visibility"):
+        Difficulty(visibility={"effusion": 0.0})
+
+
+def test_visibility_of_the_heart_scales_its_enlargement():
+    index = next(i for i in range(300) if any(g["type"] == "cardiomegaly" for g in generate_study(i, 5, SIZE).findings_gt))
+    areas = [generate_study(index, 5, SIZE, Difficulty(visibility={"cardiomegaly": v})).anatomy["heart"].sum()
+             for v in (0.1, 1.0, 2.0)]
+    assert areas[0] < areas[1] < areas[2]
+
+
 def test_dataset_on_disk_round_trips_and_does_not_depend_on_workers(tmp_path):
     one = generate_synthcxr(tmp_path / "a", num_studies=6, image_size=SIZE, seed=4, workers=1, progress=False)
     two = generate_synthcxr(tmp_path / "b", num_studies=6, image_size=SIZE, seed=4, workers=2, progress=False)
