@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+CORE_STAMP := $(VENV)/.core-installed-stamp
 STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -10,14 +11,20 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test test-all notebooks lint bench env clean-venv
 
-$(STAMP): pyproject.toml constraints.txt
+# `make demo` needs only the package; tests and notebooks add their extras on top (same pins).
+$(CORE_STAMP): pyproject.toml constraints.txt
 	@echo "==> creating $(VENV) and installing joimternet-lite with its tested pins (a few minutes, once)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	@touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
+	@echo "==> adding the test, notebook and test-data extras to $(VENV)"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,notebooks,testdata]"
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(PY) -m joimternet_lite demo --config demo_cpu train.device=$(DEVICE)
 
 # Package tests, then every notebook and solution notebook in smoke mode (nbmake), in one run.
