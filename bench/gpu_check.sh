@@ -4,7 +4,9 @@
 #   1. synth_gpu trains with bf16 on one GPU for 300 steps (loss must fall, nothing non-finite);
 #   2. `torchrun --nproc_per_node=1` gives the same 20-step loss curve as the plain run (to ~1e-3);
 #   3. bench/train_throughput.py at 512 px on cached images (end to end vs batches on the GPU);
-#   4. bench/local_similarity.py at B=128, 160 words, 256 regions, 512-d (when present).
+#   4. bench/local_similarity.py at B=128, 160 words, 256 regions, 512-d, and its B=512 budget check;
+#   5. the synth_gpu run of step 1 evaluated: grounding (issue 5 asks >= 0.5 raw phrase pointing);
+#   6. notebook 08 in full mode, executed copy kept in $OUT (issue 7), when time is left.
 # Everything lands under $OUT (default ./gpu_check_out); summary.txt holds the verdicts.
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -16,7 +18,7 @@ PY=${PY:-python}
 say() { echo "[gpu_check $(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
 
 say "installing the package"
-$PY -m pip install -q -e . >"$OUT/pip.log" 2>&1 || { say "pip install failed"; tail -30 "$OUT/pip.log"; exit 1; }
+$PY -m pip install -q -e ".[notebooks,dev]" >"$OUT/pip.log" 2>&1 || { say "pip install failed"; tail -30 "$OUT/pip.log"; exit 1; }
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c "import torch; print('torch', torch.__version__, 'gpu', torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported())" | tee -a "$OUT/summary.txt"
 
@@ -66,7 +68,19 @@ if [ -f bench/local_similarity.py ]; then
     say "4. local similarity at B=128, 160 words, 256 regions, 512-d"
     timeout 60 $PY bench/local_similarity.py --batch 128 --words 160 --regions 256 --dim 512 >"$OUT/local_similarity.log" 2>&1
     say "   exit $?: $(tail -3 "$OUT/local_similarity.log" | tr '\n' ' ')"
+    timeout 60 $PY bench/local_similarity.py --budget-check >"$OUT/local_similarity_budget.log" 2>&1
+    say "   B=512 budget check exit $?: $(tail -2 "$OUT/local_similarity_budget.log" | tr '\n' ' ')"
 else
     say "4. bench/local_similarity.py not in this checkout: skipped"
 fi
+
+say "5. synth_gpu evaluated (report with grounding)"
+timeout 120 $PY -m joimternet_lite evaluate --config synth_gpu $COMMON train.out_dir="$OUT/synth_gpu" >"$OUT/evaluate.log" 2>&1
+say "   exit $?: $(grep -E '^\| grounding|^\| classification' "$OUT/synth_gpu/report.md" 2>/dev/null | tr '\n' ' ')"
+
+say "6. notebook 08 in full mode"
+# executed in place on the device machine's copy of the tree; bring it back with the results
+timeout 240 $PY notebooks/run_notebooks.py notebooks/08_training_on_gpu.ipynb >"$OUT/notebook08.log" 2>&1
+say "   exit $?: $(tail -1 "$OUT/notebook08.log") (executed copy: notebook08_full.ipynb)"
+cp notebooks/08_training_on_gpu.ipynb "$OUT/notebook08_full.ipynb"
 say "done"
