@@ -131,6 +131,7 @@ class EvalConfig:
     uncertain_policy: str = "zeros"    # zeros | ones | ignore
     bootstrap: int = 200
     seed: int = 0
+    ablation_steps: int | None = None  # training steps per ablation variant (None: train.steps)
 
 
 @dataclass

@@ -63,14 +63,15 @@ def embed_split(cfg: Config, model, tokenizer, manifest, split: str, device, kee
     return embed_dataset(model, loader, device, keep_local=keep_local, progress=False)
 
 
-def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: str = "test") -> dict:
-    """Retrieval, linear-probe classification and (on SynthCXR) grounding rows for one model."""
+def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: str = "test",
+                   scorings: tuple[str, ...] = ("global", "local", "combined")) -> dict:
+    """Retrieval (for each of ``scorings``), linear-probe classification and (on SynthCXR) grounding rows."""
     model = model.to(device).eval()
     test = embed_split(cfg, model, tokenizer, manifest, eval_split, device, keep_local=True)
     train = embed_split(cfg, model, tokenizer, manifest, "train", device, keep_local=False)
     gamma = dict(gamma1=cfg.loss.gamma1, gamma2=cfg.loss.gamma2, chunk_size=cfg.loss.chunk_size)
     results = {
-        "retrieval": evaluate_retrieval(test, scorings=("global", "local", "combined"),
+        "retrieval": evaluate_retrieval(test, scorings=scorings,
                                         relevances=("instance", "dedup"), device=device, seed=cfg.eval.seed,
                                         combined_weight=cfg.eval.combined_weight, **gamma),
         "classification": [evaluate_frozen(train, test, "linear", cfg.eval.uncertain_policy,

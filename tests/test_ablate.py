@@ -1,0 +1,31 @@
+"""The ablation runner's variant configs and table (the training itself runs in notebook 12's smoke run)."""
+
+from pathlib import Path
+
+from joimternet_lite.ablate import VARIANTS, markdown_table, variant_config
+from joimternet_lite.config import apply_override, load_config
+
+
+def test_variants_apply_their_overrides_and_the_ablation_step_budget(tmp_path):
+    cfg = load_config("demo_cpu", ["train.steps=300", "eval.ablation_steps=200"])
+    configs = {name: variant_config(cfg, name, tmp_path) for name in VARIANTS}
+    assert all(c.train.steps == 200 for c in configs.values())
+    assert len({c.train.out_dir for c in configs.values()}) == len(VARIANTS)
+    assert all(Path(c.train.out_dir).parent == tmp_path for c in configs.values())
+    baseline = configs["global CE (ConVIRT-like)"]
+    assert (baseline.loss.use_local, baseline.loss.use_triplet) == (False, False)
+    assert configs["JoImTeRNet, hardest negatives"].loss.negatives == "hardest"
+    assert configs["JoImTeRNet + MLM"].train.mlm and not configs["JoImTeRNet, all negatives"].train.mlm
+    assert cfg.train.steps == 300 and cfg.loss.use_local  # the preset itself is untouched
+
+
+def test_without_ablation_steps_variants_keep_the_preset_steps(tmp_path):
+    cfg = apply_override(load_config("demo_cpu", ["train.steps=123"]), "eval.ablation_steps=null")
+    assert variant_config(cfg, "JoImTeRNet, all negatives", tmp_path).train.steps == 123
+
+
+def test_markdown_table_layout():
+    rows = [{"variant": "a", "I→T R@1": 12.345, "mean AUROC": 0.8512}, {"variant": "b", "I→T R@1": 1.0, "mean AUROC": 0.7}]
+    assert markdown_table(rows).splitlines() == [  # R@K in percent, one decimal; AUROC three
+        "| variant | I→T R@1 | mean AUROC |", "|---|---|---|",
+        "| a | 12.3 | 0.851 |", "| b | 1.0 | 0.700 |"]
