@@ -15,6 +15,7 @@ runs without the profiler.
     python bench/local_similarity.py --device cuda            # authors' scale: B=128, words 160, 256 regions, 512-d
     python bench/local_similarity.py --budget-check           # B=512: peak within chunk_budget_bytes, else exit 1
     python bench/local_similarity.py --sweep --plot bench/local_similarity_scaling.png
+    python bench/local_similarity.py --device cuda --retrieval 3000   # N x N local retrieval scores, no grad
 """
 
 from __future__ import annotations
@@ -109,12 +110,16 @@ def fresh_leaves(inputs):
     return [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
 
 
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed_run(fn, inputs, device):
     r, w, lengths = fresh_leaves(inputs)
     start = time.perf_counter()
     local_ce(fn(r, w, lengths)).backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -270,6 +275,25 @@ def plot(results, sizes, chunk_size, path):
     print(f"wrote {path}")
 
 
+def retrieval_seconds(n, words, regions, dim, device, chunk_size=32, repeats=1):
+    """Seconds to score n images x n reports with S_w for retrieval (no grad), best of ``repeats``.
+
+    One small warm-up call first, so CUDA context creation and kernel selection are not timed.
+    """
+    r, w, lengths = make_inputs(n, words, regions, dim, device)
+    with torch.no_grad():
+        local_similarity(r[:chunk_size], w[:chunk_size], lengths[:chunk_size], chunk_size=chunk_size)
+        best = math.inf
+        for _ in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            scores = local_similarity(r, w, lengths, chunk_size=chunk_size)
+            synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    assert scores.shape == (n, n) and torch.isfinite(scores).all()
+    return best
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -283,6 +307,8 @@ def main():
                         help=f"B={BUDGET_CHECK_BATCH} unless --batch: peak within chunk_budget_bytes, else exit 1")
     parser.add_argument("--sweep", action="store_true", help="time and memory over B and over words (small sizes)")
     parser.add_argument("--plot", help="PNG path for the sweep's scaling plot")
+    parser.add_argument("--retrieval", type=int, metavar="N",
+                        help="time N x N local retrieval scoring (no grad) at the device's default sizes")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
@@ -294,6 +320,12 @@ def main():
     if args.budget_check:
         defaults = {**defaults, "batch": BUDGET_CHECK_BATCH}
     sizes = {key: getattr(args, key) or value for key, value in defaults.items()}
+    if args.retrieval:
+        seconds = retrieval_seconds(args.retrieval, sizes["words"], sizes["regions"], sizes["dim"], device,
+                                    chunk_size=args.chunk_size, repeats=args.repeats)
+        print(f"retrieval N={args.retrieval} words<={sizes['words']} R={sizes['regions']} D={sizes['dim']} "
+              f"chunk={args.chunk_size}: {args.retrieval} x {args.retrieval} local scores in {seconds:.2f} s (best of {args.repeats})")
+        return
     if args.budget_check:
         sys.exit(0 if budget_check(**sizes, chunk_size=args.chunk_size, device=device) else 1)
     compare(**sizes, device=device, chunk_size=args.chunk_size, repeats=args.repeats)

@@ -66,3 +66,11 @@ def test_budget_check_one_block_is_within_budget(capsys):
 
 def test_budget_check_many_recomputed_blocks_is_within_budget():
     assert bench.budget_check(64, 8, 8, 8, 8, CPU)
+
+
+def test_retrieval_timing_scores_the_whole_matrix_and_agrees_with_the_loop():
+    assert bench.retrieval_seconds(40, words=6, regions=4, dim=8, device=CPU, chunk_size=16) > 0
+    r, w, lengths = bench.make_inputs(40, 6, 4, 8, CPU)
+    with torch.no_grad():   # what retrieval_seconds times is the score the loop reference computes
+        fast = bench.local_similarity(r, w, lengths, chunk_size=16)
+    torch.testing.assert_close(fast, bench.per_caption_loop(r, w, lengths), rtol=1e-4, atol=1e-5)
