@@ -141,14 +141,33 @@ def fast(chunk_size):
     return lambda r, w, lengths: local_similarity(r, w, lengths, chunk_size=chunk_size)
 
 
+def relative_differences(inputs, reference, candidate):
+    """Max |candidate - reference| / max |reference| of the (I, T) scores and of the inputs' gradients."""
+    results = []
+    for fn in (reference, candidate):
+        r, w, lengths = fresh_leaves(inputs)
+        scores = fn(r, w, lengths)
+        local_ce(scores).backward()
+        results.append((scores.detach(), r.grad, w.grad))
+    (ref_s, *ref_g), (cand_s, *cand_g) = results
+
+    def rel(a, b):
+        return ((a - b).abs().max() / b.abs().max()).item()
+
+    return rel(cand_s, ref_s), max(rel(c, r) for c, r in zip(cand_g, ref_g))
+
+
 def compare(batch, words, regions, dim, device, chunk_size, repeats):
     inputs = make_inputs(batch, words, regions, dim, device)
     loop_t, loop_m = measure(per_caption_loop, inputs, device, repeats)
     fast_t, fast_m = measure(fast(chunk_size), inputs, device, repeats)
+    score_rel, grad_rel = relative_differences(inputs, per_caption_loop, fast(chunk_size))
     print(f"B={batch:4d} words<={words:3d} R={regions:3d} D={dim:3d} chunk={chunk_size:3d} | "
           f"loop {loop_t * 1e3:8.1f} ms {loop_m / 2**20:8.2f} MiB | fast {fast_t * 1e3:8.1f} ms "
-          f"{fast_m / 2**20:8.2f} MiB | loop/fast time {loop_t / fast_t:5.2f}x", flush=True)
-    return {"loop_ms": loop_t * 1e3, "fast_ms": fast_t * 1e3, "loop_mib": loop_m / 2**20, "fast_mib": fast_m / 2**20}
+          f"{fast_m / 2**20:8.2f} MiB | loop/fast time {loop_t / fast_t:5.2f}x | "
+          f"rel diff scores {score_rel:.1e} grads {grad_rel:.1e}", flush=True)
+    return {"loop_ms": loop_t * 1e3, "fast_ms": fast_t * 1e3, "loop_mib": loop_m / 2**20, "fast_mib": fast_m / 2**20,
+            "score_rel": score_rel, "grad_rel": grad_rel}
 
 
 def chunk_budget_bytes(batch, chunk_size, words, regions, dim, element_size=4):

@@ -74,3 +74,12 @@ def test_retrieval_timing_scores_the_whole_matrix_and_agrees_with_the_loop():
     with torch.no_grad():   # what retrieval_seconds times is the score the loop reference computes
         fast = bench.local_similarity(r, w, lengths, chunk_size=16)
     torch.testing.assert_close(fast, bench.per_caption_loop(r, w, lengths), rtol=1e-4, atol=1e-5)
+
+
+def test_relative_differences_are_small_for_the_exact_fast_path_and_see_a_wrong_one():
+    inputs = bench.make_inputs(12, 7, 5, 8, CPU)
+    score_rel, grad_rel = bench.relative_differences(inputs, bench.per_caption_loop, bench.fast(4))
+    assert score_rel < 1e-5 and grad_rel < 1e-4
+    off_by_one_percent = lambda r, w, lengths: 1.01 * bench.per_caption_loop(r, w, lengths)  # noqa: E731
+    score_rel, grad_rel = bench.relative_differences(inputs, bench.per_caption_loop, off_by_one_percent)
+    assert score_rel == pytest.approx(0.01, rel=1e-3) and grad_rel > 1e-3
