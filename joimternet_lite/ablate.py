@@ -26,11 +26,14 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+def variant_steps(cfg: Config) -> int:
+    """Training steps of every variant: ``eval.ablation_steps``, else ``train.steps``."""
+    return cfg.train.steps if cfg.eval.ablation_steps is None else cfg.eval.ablation_steps
+
+
 def variant_config(cfg: Config, name: str, out_root: Path) -> Config:
-    """``cfg`` with the variant's overrides, ``eval.ablation_steps`` (if set) and its own out_dir."""
-    variant = copy.deepcopy(cfg)
-    if cfg.eval.ablation_steps is not None:
-        variant = apply_override(variant, f"train.steps={cfg.eval.ablation_steps}")
+    """``cfg`` with the variant's overrides, ``variant_steps`` and its own out_dir."""
+    variant = apply_override(copy.deepcopy(cfg), f"train.steps={variant_steps(cfg)}")
     for item in VARIANTS[name]:
         variant = apply_override(variant, item)
     slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
@@ -80,8 +83,8 @@ def run_ablation(cfg: Config, variants: list[str] | None = None) -> Path:
         results = evaluate_model(vcfg, result.model, tokenizer, manifest, device, scorings=("global",))
         rows.append(table_row(name, results))
         atomic_write_text(out_root / "ablation.json", json.dumps(rows, indent=2))
-    steps = cfg.eval.ablation_steps or cfg.train.steps
-    caption = (f"Ablation on `{cfg.data.root}` ({cfg.name}, {steps} steps per variant, seed {cfg.train.seed}); "
+    caption = (f"Ablation on `{cfg.data.root}` ({cfg.name}, {variant_steps(cfg)} steps per variant, "
+               f"seed {cfg.train.seed}); "
                "retrieval by global cosine on the full test split (R@K in %), mean AUROC of a linear probe "
                "(13 classes without No Finding, those present), pointing = raw phrase maps on SynthCXR.")
     path = out_root / "ablation.md"
