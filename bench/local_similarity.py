@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from joimternet_lite.models.attention import local_similarity
+from joimternet_lite.models.similarity import local_similarity
 
 CPU_DEFAULTS = {"batch": 32, "words": 64, "regions": 64, "dim": 128}
 GPU_DEFAULTS = {"batch": 128, "words": 160, "regions": 256, "dim": 512}

@@ -2,12 +2,12 @@
 
 The public API used by the notebooks and by other projects:
 
-- :func:`global_similarity` and :func:`local_similarity` (``joimternet_lite.models.attention``);
+- :func:`global_similarity` and :func:`local_similarity` (``joimternet_lite.models.similarity``);
 - ``joimternet_lite.evaluate.retrieval_metrics``;
 - the command line, ``python -m joimternet_lite --help``.
 """
 
-from .models.attention import global_similarity as global_similarity
-from .models.attention import local_similarity as local_similarity
+from .models.similarity import global_similarity as global_similarity
+from .models.similarity import local_similarity as local_similarity
 
 __version__ = "0.1.0"

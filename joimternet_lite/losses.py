@@ -1,7 +1,7 @@
 """The JoImTeRNet losses: cross-entropy and triplet terms, both directions, both levels.
 
 Taught in notebook 07. For a batch of M pairs, with S the (images, reports) score matrix of one
-level (global cosine S_g or local S_w, from :mod:`joimternet_lite.models.attention`):
+level (global cosine S_g or local S_w, from :mod:`joimternet_lite.models.similarity`):
 
 - cross-entropy over the batch of gamma3 * S, image->report (rows of S) and report->image
   (columns), gamma3 = 10;
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LossConfig
-from .models.attention import global_similarity, local_similarity
+from .models.similarity import global_similarity, local_similarity
 
 NEGATIVE_MODES = ("random", "hardest", "all")
 DIRECTIONS = ("i2t", "t2i")

@@ -153,7 +153,7 @@ def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_pn
 def retrieval_grid(embeddings: dict, manifest, cfg, out_png: str | Path, queries: int = 4, top: int = 5) -> Path:
     """Report -> image retrieval by global cosine: each query report, then its top images; the
     study's own image is framed green. Taught in notebook 09."""
-    from .models.attention import global_similarity
+    from .models.similarity import global_similarity
 
     images = _eval_images(cfg, manifest)
     sim = global_similarity(embeddings["image_vectors"], embeddings["report_vectors"]).T  # reports x images

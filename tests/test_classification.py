@@ -228,7 +228,7 @@ class BagOfWordsModel(nn.Module):
 
 
 def test_zero_shot_scores_do_not_depend_on_the_batch():
-    pytest.importorskip("joimternet_lite.models.attention")
+    pytest.importorskip("joimternet_lite.models.similarity")
     from joimternet_lite.data.tokenizer import build_tokenizer
     from joimternet_lite.evaluate.classification import zero_shot_scores
 

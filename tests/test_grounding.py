@@ -167,7 +167,7 @@ class BagOfWordsModel(nn.Module):
 
 @pytest.fixture
 def toy():
-    pytest.importorskip("joimternet_lite.models.attention")
+    pytest.importorskip("joimternet_lite.models.similarity")
     from joimternet_lite.data.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(["left effusion", "right effusion"], min_frequency=1)

@@ -12,7 +12,7 @@ from joimternet_lite.losses import (
     same_report_mask,
     sample_random_negatives,
 )
-from joimternet_lite.models.attention import global_similarity
+from joimternet_lite.models.similarity import global_similarity
 from joimternet_lite.models.joimternet import build_model
 
 A = 1 / math.sqrt(2)

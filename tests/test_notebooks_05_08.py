@@ -25,7 +25,7 @@ from joimternet_lite.losses import (
     sample_random_negatives,
     triplet_hinge,
 )
-from joimternet_lite.models.attention import global_similarity, local_similarity, local_similarity_reference
+from joimternet_lite.models.similarity import global_similarity, local_similarity, local_similarity_reference
 from joimternet_lite.models.joimternet import build_model
 from joimternet_lite.schedule import lr_multiplier
 

@@ -15,7 +15,7 @@ from joimternet_lite.data.synthetic import generate_synthcxr
 from joimternet_lite.evaluate import classification as pkg_cls
 from joimternet_lite.evaluate import grounding as pkg_ground
 from joimternet_lite.evaluate import retrieval as pkg_ret
-from joimternet_lite.models.attention import global_similarity, word_region_maps
+from joimternet_lite.models.similarity import global_similarity, word_region_maps
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -181,7 +181,7 @@ def test_ceiling_of_a_perfect_model_with_duplicate_reports():
 
 
 def test_evaluate_retrieval_rows_record_the_protocol():
-    pytest.importorskip("joimternet_lite.models.attention")
+    pytest.importorskip("joimternet_lite.models.similarity")
     from joimternet_lite.evaluate.retrieval import evaluate_retrieval
 
     torch.manual_seed(0)
@@ -202,7 +202,7 @@ def test_evaluate_retrieval_rows_record_the_protocol():
 
 
 def test_local_and_combined_scoring_use_the_shared_similarity():
-    attention = pytest.importorskip("joimternet_lite.models.attention")
+    attention = pytest.importorskip("joimternet_lite.models.similarity")
     from joimternet_lite.evaluate.retrieval import similarity_matrix
 
     g = torch.Generator().manual_seed(0)

@@ -3,7 +3,7 @@
 A *target* is one finding in one study: the text whose words are mapped (the report itself, or a
 user's phrase), the word indices to pool (``head`` word(s), whole ``phrase``; index k is
 ``split_words(text)[k]`` = the model's word position k), and the finding's footprint on the region
-grid. Two maps per word (models.attention.word_region_maps):
+grid. Two maps per word (models.similarity.word_region_maps):
 
 - ``alpha``: the DAMSM attention (per word, a softmax over regions, after the softmax over words);
 - ``raw``: the raw word-region similarity e_i . v_j, softmaxed over regions.
@@ -297,7 +297,7 @@ def word_maps_for(model, tokenizer, regions: torch.Tensor, pairs: list[tuple[int
     regions: (N, R, D) from embed_dataset. Texts are encoded like the dataset's reports. A model's
     opt-out region (``model.similarity.null_region``) is used in the alpha maps.
     """
-    from ..models.attention import word_region_maps
+    from ..models.similarity import word_region_maps
     from .embed import encode_texts, model_null_region
 
     null = model_null_region(model)

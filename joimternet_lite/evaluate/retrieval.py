@@ -162,7 +162,7 @@ def relevance_matrix(kind: str, texts=None, labels=None, n: int | None = None) -
 def similarity_matrix(image_side: dict, text_side: dict, scoring: str = "global", combined_weight: float = 0.5,
                       gamma1: float = 4.0, gamma2: float = 5.0, chunk_size: int = 32,
                       device: str | torch.device = "cpu") -> torch.Tensor:
-    """(I, T) image-by-text scores through the shared similarity module (models.attention).
+    """(I, T) image-by-text scores through the shared similarity module (models.similarity).
 
     image_side: ``image_vectors`` (I, D) and, for local scoring, ``regions`` (I, R, D) and the
     model's ``null_region`` (D,) if it has one (embed_dataset records it).
@@ -184,7 +184,7 @@ def similarity_matrix(image_side: dict, text_side: dict, scoring: str = "global"
 
 
 def _global(image_side, text_side, device) -> torch.Tensor:
-    from ..models.attention import global_similarity
+    from ..models.similarity import global_similarity
 
     with torch.no_grad():
         sim = global_similarity(image_side["image_vectors"].to(device), text_side["report_vectors"].to(device))
@@ -192,7 +192,7 @@ def _global(image_side, text_side, device) -> torch.Tensor:
 
 
 def _local(image_side, text_side, gamma1, gamma2, chunk_size, device) -> torch.Tensor:
-    from ..models.attention import local_similarity
+    from ..models.similarity import local_similarity
 
     lengths = text_side["lengths"]
     null = image_side.get("null_region")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..config import LossConfig, ModelConfig
-from .attention import Similarity
+from .similarity import Similarity
 from .image_encoder import ImageOutput, build_image_encoder
 from .text_encoder import TextEncoder, TextOutput
 

@@ -7,7 +7,7 @@ import torch
 import joimternet_lite
 from joimternet_lite.config import LossConfig
 from joimternet_lite.losses import JoImTeRNetLoss
-from joimternet_lite.models.attention import (
+from joimternet_lite.models.similarity import (
     EMPTY_REPORT_SCORE,
     Similarity,
     global_similarity,
