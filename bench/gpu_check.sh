@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The training engine's GPU check (issue 4), made to run in ONE call of at most ~8 minutes on a
+# The training engine's GPU check, made to run in ONE call of at most ~8 minutes on a
 # fresh machine holding only the repository:
 #   1. synth_gpu trains with bf16 on one GPU for 300 steps (loss must fall, nothing non-finite);
 #   2. `torchrun --nproc_per_node=1` gives the same 20-step loss curve as the plain run (to ~1e-3);
 #   3. bench/train_throughput.py at 512 px on cached images (end to end vs batches on the GPU);
 #   4. bench/local_similarity.py at B=128, 160 words, 256 regions, 512-d, its B=512 budget check, and
 #      local retrieval scoring over 3,000 x 3,000 at those sizes;
-#   5. the synth_gpu run of step 1 evaluated: grounding (issue 5 asks >= 0.5 raw phrase pointing);
-#   6. notebook 08 in full mode, executed copy kept in $OUT (issue 7), when time is left.
+#   5. the synth_gpu run of step 1 evaluated: grounding (target: >= 0.5 raw phrase pointing);
+#   6. notebook 08 in full mode, executed copy kept in $OUT, when time is left.
 # Everything lands under $OUT (default ./gpu_check_out); summary.txt holds the verdicts.
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -72,7 +72,7 @@ if [ -f bench/local_similarity.py ]; then
     timeout 60 $PY bench/local_similarity.py --budget-check >"$OUT/local_similarity_budget.log" 2>&1
     say "   B=512 budget check exit $?: $(tail -2 "$OUT/local_similarity_budget.log" | tr '\n' ' ')"
     timeout 90 $PY bench/local_similarity.py --retrieval 3000 --repeats 2 >"$OUT/local_retrieval.log" 2>&1
-    say "   retrieval 3000 x 3000 (issue 8: under 10 s) exit $?: $(tail -1 "$OUT/local_retrieval.log")"
+    say "   retrieval 3000 x 3000 (target: under 10 s) exit $?: $(tail -1 "$OUT/local_retrieval.log")"
 else
     say "4. bench/local_similarity.py not in this checkout: skipped"
 fi

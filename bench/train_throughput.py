@@ -8,7 +8,7 @@ presets read), and times ``train.optimizer_step`` twice with the preset's model,
 precision: (1) the "bound", cycling over batches moved to the device beforehand, and (2) end to end,
 drawing each batch from the real DataLoader (decode from the cache, augment, collate, tokenise, copy).
 Both are pairs/s after ``--warmup`` steps; the ratio end-to-end / bound says how much the input
-pipeline costs (issue 4 asks for >= 0.85 at 512 px on cached images). Results: bench/RESULTS.md.
+pipeline costs (the target is >= 0.85 at 512 px on cached images). Results: bench/RESULTS.md.
 """
 
 from __future__ import annotations
