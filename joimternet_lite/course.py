@@ -1,5 +1,6 @@
 """Helpers for the course notebooks: smoke mode, self-checking exercises, and loading what a
-notebook defines so tests can compare it with the package (CONVENTIONS.md §1, §4, §8).
+notebook defines so tests can compare it with the package. The package is the final copy of
+every piece; a notebook builds it step by step, and tests check the two agree on tiny inputs.
 
 Taught in notebook 00.
 """

@@ -1,4 +1,4 @@
-"""One device and precision helper (CONVENTIONS.md §5). Taught in notebooks 00 and 08.
+"""The one device and precision helper of the package and notebooks. Taught in notebooks 00 and 08.
 
 Device: CUDA, then MPS, then CPU. Precision: bf16 autocast where the GPU supports it, else fp16
 with a GradScaler, plain fp32 on the CPU (a null context). Pinned, non-blocking copies on CUDA only.
