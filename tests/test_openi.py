@@ -19,11 +19,12 @@ from joimternet_lite.data.openi import (
     link_image,
     parse_report_xml,
     prepare_openi,
-    split_for,
 )
 from joimternet_lite.data.prepare import main as prepare_main
+from joimternet_lite.data.report_text import remove_deid
 from joimternet_lite.data.schema import load_manifest
 from joimternet_lite.data.skips import TooManySkipsError
+from joimternet_lite.data.splits import split_for
 
 SPLITS_DIR = Path(__file__).resolve().parents[1] / "data_scripts" / "splits"
 
@@ -119,8 +120,9 @@ def test_labels_from_mesh_follow_the_table():
 
 
 def test_text_choice_and_deid():
-    assert openi.remove_deid("Heart XXXX enlarged .", "remove") == "Heart enlarged."
-    assert openi.remove_deid("XXXX-year-old", "token") == "deid-year-old"
+    assert remove_deid("Heart XXXX enlarged .", "remove") == "Heart enlarged."
+    assert remove_deid("XXXX-year-old", "token") == "deid-year-old"
+    assert remove_deid("No ___ effusion.", "token") == "No deid effusion."  # the MIMIC-CXR blank
     assert openi.study_text("", "imp", "findings_or_impression") == "imp"
     assert openi.study_text("f", "imp", "findings_impression") == "f imp"
 

@@ -21,7 +21,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 
-from .images import ImageReadError
+from .errors import DicomError
 
 # Which pixel-data plugin decodes which transfer syntax, for the error message when none is installed.
 _PLUGIN_FOR_SYNTAX = {
@@ -38,10 +38,6 @@ _PLUGIN_FOR_SYNTAX = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
     "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom's own numpy decoder also works)
 }
-
-
-class DicomError(ImageReadError):
-    """A DICOM file that cannot be turned into an image; the message names the file and the fix."""
 
 
 def read_dicom(path: str | Path) -> np.ndarray:

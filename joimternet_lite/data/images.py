@@ -1,8 +1,9 @@
 """Read one radiograph from disk as a float image in [0, 1]: PNG / JPEG (8 or 16 bit) or DICOM.
 
 Taught in notebook 12. Every reader in the package goes through :func:`read_image`, so a bad file
-fails the same way everywhere: an :class:`ImageReadError` that names the file, the problem and the
-fix. Callers that skip bad files (``prepare``, ``build_cache``) catch that one class and count it.
+fails the same way everywhere: an ``ImageReadError`` (``data/errors.py``) that names the file, the
+problem and the fix. Callers that skip bad files (``prepare``, ``build_cache``) catch that one class
+and count it.
 
 Ranges: an 8-bit image is divided by 255 and a 16-bit one by 65535, so the file's bit depth (not
 the image's own minimum and maximum) defines black and white. DICOM goes through
@@ -16,12 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import ImageReadError
+
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _DICOM_MAGIC_OFFSET = 128
-
-
-class ImageReadError(ValueError):
-    """An image that cannot be read; the message names the file, the problem and the fix."""
 
 
 def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:

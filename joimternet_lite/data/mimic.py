@@ -29,25 +29,26 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from .openi import files_under, split_for
+from .errors import SourceError
+from .report_text import remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
+from .source_files import files_under, read_csv_table
+from .splits import DEFAULT_SEED, split_for
 
 log = logging.getLogger(__name__)
 
 UNCERTAIN_POLICIES = ("keep", "zeros", "ones")
 SPLIT_CHOICES = ("official", "paper")
 PAPER_VALIDATE, PAPER_TEST = 2000, 3000
-DEFAULT_SEED = 42
 FRONTAL_POSITIONS = {"PA", "AP", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD"}
 LATERAL_POSITIONS = {"LATERAL", "LL", "RL", "LAO", "RAO", "LPO"}
 
 _HEADER = re.compile(r"^\s*([A-Z][A-Z /&-]{2,40}):", re.MULTILINE)
-_DEID = re.compile(r"_{2,}")
 _STUDY_DIR = re.compile(r"^s\d+$")
 
 
-class MimicError(ValueError):
+class MimicError(SourceError):
     """A MIMIC-CXR source that cannot be prepared; the message names the path and the fix."""
 
 
@@ -74,19 +75,13 @@ def split_sections(report: str) -> dict[str, str]:
 def parse_report(report: str, dedeid: str = "remove") -> dict[str, str]:
     """-> {findings, impression, text}. Text = findings + impression, else last paragraph, else all."""
     sections = split_sections(report)
-    findings = _deid(sections.get("FINDINGS", ""), dedeid)
-    impression = _deid(sections.get("IMPRESSION", ""), dedeid)
+    findings = remove_deid(sections.get("FINDINGS", ""), dedeid)
+    impression = remove_deid(sections.get("IMPRESSION", ""), dedeid)
     text = " ".join(s for s in (findings, impression) if s)
     if not text:
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", report) if p.strip()]
-        text = _deid(paragraphs[-1] if paragraphs else "", dedeid) or _deid(" ".join(report.split()), dedeid)
+        text = remove_deid(paragraphs[-1] if paragraphs else "", dedeid) or remove_deid(" ".join(report.split()), dedeid)
     return {"findings": findings, "impression": impression, "text": text}
-
-
-def _deid(text: str, dedeid: str) -> str:
-    if dedeid == "keep":
-        return text
-    return re.sub(r" ([.,;:])", r"\1", " ".join(_DEID.sub("" if dedeid == "remove" else "deid", text).split()))
 
 
 def read_report(path: Path, skips: SkipLog) -> str | None:

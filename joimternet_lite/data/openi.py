@@ -27,11 +27,9 @@ Decisions (written here because the paper is silent):
 from __future__ import annotations
 
 import csv
-import fnmatch
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
 import xml.etree.ElementTree as ET
@@ -43,16 +41,17 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_write_text
-from .images import ImageReadError, read_image
+from .errors import ImageReadError, SourceError
+from .images import read_image
+from .report_text import DEDEID_CHOICES, clean_whitespace, remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
+from .source_files import files_under, iter_tar_files, read_csv_table
+from .splits import DEFAULT_SEED, SPLIT_FRACTIONS, split_for
 
 SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 TEXT_CHOICES = ("findings_or_impression", "findings_impression", "impression")
-DEDEID_CHOICES = ("remove", "keep", "token")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SPLIT_FRACTIONS = {"train": 0.7, "validate": 0.1, "test": 0.2}
-DEFAULT_SEED = 42
 
 # MeSH major term (lower case, "Term/qualifier/...") -> label, matched at the start of the term.
 CHEXPERT_RULES: dict[str, tuple[str, ...]] = {
@@ -86,7 +85,6 @@ OPENI8_RULES: dict[str, tuple[str, ...]] = {
 OPENI8_LABELS = tuple(OPENI8_RULES)
 
 _IMAGE_NAME = re.compile(r"^(?:CXR)?(?P<uid>\d+)_(?P<im>IM-\d+(?:-\d+)*)", re.IGNORECASE)
-_DEID = re.compile(r"\bX{2,}\b")
 # Frontal films show a bright mediastinum between two dark lung fields; laterals do not.
 # Threshold set on 17 real OpenI images (9 frontal, 8 lateral, labelled by eye): 17/17 correct, but
 # in-sample (the threshold was chosen on them; margins 0.067 vs 0.059), so expect errors on the full
@@ -94,7 +92,7 @@ _DEID = re.compile(r"\bX{2,}\b")
 VIEW_PEAK_THRESHOLD = 0.06
 
 
-class OpenIError(ValueError):
+class OpenIError(SourceError):
     """An OpenI source that cannot be prepared; the message names the path and the fix."""
 
 
@@ -123,18 +121,12 @@ def parse_report_xml(data: bytes, source: str) -> OpenIReport:
     for node in root.iter("AbstractText"):
         label = (node.get("Label") or "").upper()
         if label in sections:
-            sections[label] = _clean_whitespace("".join(node.itertext()))
+            sections[label] = clean_whitespace("".join(node.itertext()))
     mesh = root.find("MeSH")
-    major = [_clean_whitespace(e.text or "") for e in (mesh.findall("major") if mesh is not None else [])]
-    auto = [_clean_whitespace(e.text or "") for e in (mesh.findall("automatic") if mesh is not None else [])]
+    major = [clean_whitespace(e.text or "") for e in (mesh.findall("major") if mesh is not None else [])]
+    auto = [clean_whitespace(e.text or "") for e in (mesh.findall("automatic") if mesh is not None else [])]
     images = [e.get("id") for e in root.findall("parentImage") if e.get("id")]
     return OpenIReport(uid.get("id").removeprefix("CXR"), source, sections, major, auto, images)
-
-
-def files_under(root: Path, pattern: str) -> list[Path]:
-    """Sorted files under ``root`` whose name matches ``pattern``, following symlinked folders
-    (data folders are often links to a shared disk; ``Path.rglob`` would not enter them)."""
-    return sorted(Path(d) / f for d, _, files in os.walk(root, followlinks=True) for f in fnmatch.filter(files, pattern))
 
 
 def iter_report_xml(source: Path, skips: SkipLog) -> Iterator[OpenIReport]:
@@ -159,7 +151,7 @@ def iter_report_csv(path: Path) -> Iterator[OpenIReport]:
     """Reports from the Kaggle ``indiana_reports.csv`` (uid, MeSH, Problems, image, indication, ...)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         for row in csv.DictReader(f):
-            sections = {name: _clean_whitespace(row.get(name.lower()) or "") for name in SECTIONS}
+            sections = {name: clean_whitespace(row.get(name.lower()) or "") for name in SECTIONS}
             major = [t.strip() for t in (row.get("MeSH") or "").split(";") if t.strip()]
             yield OpenIReport(str(row["uid"]).strip(), f"{path}:uid={row['uid']}", sections, major, [], [])
 
@@ -230,12 +222,6 @@ def chexpert_labels_from_mesh(major: list[str]) -> dict[str, int | None]:
     return labels
 
 
-def remove_deid(text: str, dedeid: str) -> str:
-    if dedeid == "keep":
-        return text
-    return _clean_whitespace(_DEID.sub("" if dedeid == "remove" else "deid", text))
-
-
 def study_text(findings: str, impression: str, choice: str) -> str:
     if choice == "findings_or_impression":
         return findings or impression
@@ -244,18 +230,6 @@ def study_text(findings: str, impression: str, choice: str) -> str:
     if choice == "impression":
         return impression
     raise OpenIError(f"unknown text choice {choice!r}; use one of {TEXT_CHOICES}")
-
-
-def split_for(study_id: str, seed: int = DEFAULT_SEED) -> str:
-    """Deterministic split from a hash of (seed, id): independent of which other studies exist."""
-    digest = hashlib.sha256(f"{seed}:{study_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    edge = 0.0
-    for name, fraction in SPLIT_FRACTIONS.items():
-        edge += fraction
-        if u < edge:
-            return name
-    return "test"
 
 
 def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findings_or_impression",
@@ -428,8 +402,3 @@ def _csv_text(rows: list[list]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     return buf.getvalue()
-
-
-def _clean_whitespace(text: str) -> str:
-    """One space between words, none before punctuation (removed tokens leave "sternotomy .")."""
-    return re.sub(r" ([.,;:])", r"\1", " ".join(text.split()))
