@@ -8,7 +8,9 @@ falls back to a default.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UserError
+
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that cannot be used; the message names the key and the fix."""
 
 
@@ -66,17 +70,26 @@ class TextModelConfig:
 
 
 @dataclass
+class ScoreConfig:
+    """How the model scores image-report pairs: the one source of gamma1, gamma2 and chunk_size for
+    the losses, retrieval, grounding maps and figures (``model.similarity.score``)."""
+
+    gamma1: float = 4.0                # sharpens the word-to-region attention
+    gamma2: float = 5.0                # sharpens the soft maximum over words in S_w
+    chunk_size: int = 32               # images (and reports) per block in the fast local score
+
+
+@dataclass
 class ModelConfig:
     embed_dim: int = 512
     image: ImageModelConfig = field(default_factory=ImageModelConfig)
     text: TextModelConfig = field(default_factory=TextModelConfig)
-    null_region: bool = False          # opt-out region in the local attention (DESIGN.md §4)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    null_region: bool = False          # opt-out region in the local attention: a word may match no region
 
 
 @dataclass
 class LossConfig:
-    gamma1: float = 4.0
-    gamma2: float = 5.0
     gamma3: float = 10.0
     margin_global: float = 0.5
     margin_local: float = 0.5
@@ -87,7 +100,6 @@ class LossConfig:
     use_triplet: bool = True
     negatives: str = "random"          # random (the authors') | hardest (VSE++) | all
     mask_duplicate_reports: bool = False
-    chunk_size: int = 32               # images per chunk in the fast local score
 
 
 @dataclass
@@ -123,15 +135,19 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    scoring: str = "global"            # global | local | combined
+    scorings: tuple[str, ...] = ("global", "local", "combined")  # retrieval scorings reported
     combined_weight: float = 0.5
-    pool_size: int | None = None
-    num_pools: int = 3
-    relevance: str = "instance"        # instance | dedup | label
+    relevances: tuple[str, ...] = ("instance", "dedup")          # instance | dedup | label
+    pool_size: int | None = None       # None: one pool, the whole test split; else disjoint random pools
+    num_pools: int | None = None       # with pool_size: the number of pools (None: as many as fit)
     uncertain_policy: str = "zeros"    # zeros | ones | ignore
     bootstrap: int = 200
     seed: int = 0
-    ablation_steps: int | None = None  # training steps per ablation variant (None: train.steps)
+
+
+@dataclass
+class AblationConfig:
+    steps: int | None = None           # training steps of every ablation variant (None: train.steps)
 
 
 @dataclass
@@ -142,6 +158,24 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+
+
+# Keys that moved (old dotted key: its section's class, the new key); a config that still uses the
+# old place is told the new one.
+MOVED_KEYS = {
+    "loss.gamma1": ("LossConfig", "model.score.gamma1"),
+    "loss.gamma2": ("LossConfig", "model.score.gamma2"),
+    "loss.chunk_size": ("LossConfig", "model.score.chunk_size"),
+    "eval.ablation_steps": ("EvalConfig", "ablation.steps"),
+    "eval.scoring": ("EvalConfig", "eval.scorings (a list)"),
+    "eval.relevance": ("EvalConfig", "eval.relevances (a list)"),
+}
+
+
+def _moved_hint(old_keys: list[str]) -> str:
+    moved = [f"{old} is now {new}" for old, (_, new) in MOVED_KEYS.items() if old in old_keys]
+    return f" ({'; '.join(moved)})" if moved else ""
 
 
 def list_presets() -> list[str]:
@@ -155,11 +189,23 @@ def load_config(name_or_path: str = "demo_cpu", overrides: list[str] | None = No
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         raise ConfigError(f"no config {name_or_path!r}: not a file, and not one of the presets {list_presets()}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = _load_yaml(path.read_text(), str(path)) or {}
     cfg = from_dict(Config, raw, where=str(path))
     for item in overrides or []:
         cfg = apply_override(cfg, item)
-    return cfg
+    return validate(cfg)
+
+
+def _load_yaml(text: str, where: str):
+    """``yaml.safe_load`` whose syntax errors name ``where`` and the line (PyYAML says ``<unicode string>``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}{at}: not valid YAML ({problem}); fix the syntax there "
+                          "(a missing bracket, quote or colon, or a tab used for indentation)") from None
 
 
 def to_dict(cfg) -> dict:
@@ -180,7 +226,8 @@ def from_dict(cls, raw: dict, where: str = "config"):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(raw) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in {cls.__name__}; "
+        old = [k for k, (owner, _) in MOVED_KEYS.items() if owner == cls.__name__ and k.split(".")[-1] in unknown]
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in {cls.__name__}{_moved_hint(old)}; "
                           f"accepted keys are {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{where}:{k}") for k, v in raw.items()}
     return cls(**kwargs)
@@ -190,7 +237,7 @@ def apply_override(cfg: Config, item: str) -> Config:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value")
     key, text = item.split("=", 1)
-    value = _parse_value(text)
+    value = _parse_value(text, where=f"override {item!r}")
     parts = key.strip().split(".")
     d = to_dict(cfg)
     node = d
@@ -199,14 +246,15 @@ def apply_override(cfg: Config, item: str) -> Config:
             raise ConfigError(f"override {item!r}: no section {p!r}")
         node = node[p]
     if parts[-1] not in node:
-        raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}; accepted keys are {sorted(node)}")
+        raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}{_moved_hint([key.strip()])}; "
+                          f"accepted keys are {sorted(node)}")
     node[parts[-1]] = value
     return from_dict(Config, d, where=f"override {item!r}")
 
 
-def _parse_value(text: str):
+def _parse_value(text: str, where: str):
     """YAML scalars, plus ``1e-3``-style numbers (YAML 1.1 reads those as strings)."""
-    value = yaml.safe_load(text)
+    value = _load_yaml(text, where)
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
         return float(value)
     return value
@@ -249,3 +297,147 @@ def _plain(obj):
     if isinstance(obj, list | tuple):
         return [_plain(v) for v in obj]
     return obj
+
+
+# ---------------------------------------------------------------- value checks
+
+@dataclass(frozen=True)
+class Range:
+    """Numbers from ``low`` to ``high`` (None: unbounded); ``open_low`` / ``open_high`` exclude the bound."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def accepts(self, value) -> bool:
+        if value != value:  # NaN fits no range
+            return False
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+POSITIVE, AT_LEAST_1, AT_LEAST_0 = Range(0, open_low=True), Range(1), Range(0)
+FRACTION, PROBABILITY_OPEN = Range(0, 1), Range(0, 1, open_low=True)
+LEARNING_RATE = Range(0, 1, open_low=True)  # AdamW steps move a weight by about lr: above 1 nothing trains
+
+SCHEDULES = ("cosine", "step")
+NAN_POLICIES = ("stop", "skip")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Every numeric and enumerated field: a Range, or the tuple of accepted choices. Tuple-valued fields
+# (widths, milestones) are checked element by element; None (an optional field left unset) passes.
+RULES: dict[str, Range | tuple[str, ...]] = {
+    "data.source": ("synthetic", "manifest"),
+    "data.num_studies": AT_LEAST_1,
+    "data.image_size": Range(8),
+    "data.synth_image_size": Range(8),
+    "data.max_length": Range(3),            # [CLS], one word, [SEP]
+    "data.min_word_frequency": AT_LEAST_1,
+    "data.num_workers": AT_LEAST_0,
+    "data.augment_rotation": Range(0, 180),
+    "data.augment_crop_scale": PROBABILITY_OPEN,
+    "data.augment_jitter": Range(0, 1, open_high=True),
+    "data.max_skip_fraction": FRACTION,
+    "model.embed_dim": AT_LEAST_1,
+    "model.image.backbone": ("authors_cnn", "resnet18", "resnet50", "densenet121"),
+    "model.image.widths": AT_LEAST_1,
+    "model.image.grid": AT_LEAST_1,
+    "model.image.drop_strides": ("early", "late"),
+    "model.image.attention_heads": AT_LEAST_1,
+    "model.text.layers": AT_LEAST_1,
+    "model.text.hidden": AT_LEAST_1,
+    "model.text.heads": AT_LEAST_1,
+    "model.text.intermediate": AT_LEAST_1,
+    "model.text.dropout": Range(0, 1, open_high=True),
+    "model.text.pool": ("cls", "mean"),
+    "model.score.gamma1": POSITIVE,
+    "model.score.gamma2": POSITIVE,
+    "model.score.chunk_size": AT_LEAST_1,
+    "loss.gamma3": POSITIVE,
+    "loss.margin_global": AT_LEAST_0,
+    "loss.margin_local": AT_LEAST_0,
+    "loss.weight_ce": AT_LEAST_0,
+    "loss.weight_triplet": AT_LEAST_0,
+    "loss.negatives": ("random", "hardest", "all"),
+    "train.steps": AT_LEAST_1,
+    "train.batch_size": Range(2),          # a contrastive loss needs a negative in the batch
+    "train.grad_accum": AT_LEAST_1,
+    "train.lr_image": LEARNING_RATE,
+    "train.lr_text": LEARNING_RATE,
+    "train.weight_decay": Range(0, 1),
+    "train.schedule": SCHEDULES,
+    "train.warmup_steps": AT_LEAST_0,
+    "train.step_milestones": AT_LEAST_1,
+    "train.step_gamma": PROBABILITY_OPEN,
+    "train.clip_image": POSITIVE,
+    "train.clip_text": POSITIVE,
+    "train.itm_probability": FRACTION,
+    "train.mlm_probability": PROBABILITY_OPEN,
+    "train.device": DEVICES,
+    "train.precision": PRECISIONS,
+    "train.checkpoint_every": AT_LEAST_1,
+    "train.keep_checkpoints": AT_LEAST_0,
+    "train.log_every": AT_LEAST_1,
+    "train.nan_policy": NAN_POLICIES,
+    "train.max_nan_skips": AT_LEAST_0,
+    "eval.scorings": ("global", "local", "combined"),
+    "eval.combined_weight": FRACTION,
+    "eval.pool_size": Range(2),
+    "eval.num_pools": AT_LEAST_1,
+    "eval.relevances": ("instance", "dedup", "label"),
+    "eval.uncertain_policy": ("zeros", "ones", "ignore"),
+    "eval.bootstrap": AT_LEAST_0,
+    "eval.seed": AT_LEAST_0,
+    "ablation.steps": AT_LEAST_1,
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field named in ``RULES``; raise ``ConfigError`` naming the key, value and accepted range."""
+    flat = _flatten(to_dict(cfg))
+    for key, rule in RULES.items():
+        value = flat[key]
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not _fits(rule, item):
+                shown = f"{key}={value!r}" if item is value else f"{key}={value!r} holds {item!r}, which"
+                raise ConfigError(f"{shown} is not accepted: {_accepted(rule)}")
+    return cfg
+
+
+def _fits(rule: Range | tuple[str, ...], value) -> bool:
+    return rule.accepts(value) if isinstance(rule, Range) else value in rule
+
+
+def _accepted(rule: Range | tuple[str, ...]) -> str:
+    if isinstance(rule, Range):
+        return f"use a value in the range {rule}"
+    return f"use one of {', '.join(rule)}"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_fraction(text: str) -> float:
+    """An argparse ``type`` for a fraction in [0, 1] (``--max-skip-fraction``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not FRACTION.accepts(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction: use a value in the range {FRACTION}")
+    return value

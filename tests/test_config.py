@@ -1,6 +1,8 @@
 """Presets, the save/load round trip, overrides and the errors for bad keys and types."""
 
+import argparse
 import dataclasses
+import re
 
 import pytest
 
@@ -8,10 +10,13 @@ from joimternet_lite.config import (
     Config,
     ConfigError,
     apply_override,
+    check_fraction,
     list_presets,
     load_config,
+    RULES,
     save_config,
     to_dict,
+    validate,
 )
 
 PRESETS = ("demo_cpu", "synth_gpu", "openi_gpu", "mimic_paper")
@@ -67,7 +72,7 @@ def test_wrong_type_in_a_yaml_file_is_refused(tmp_path):
 
 
 def test_mimic_paper_preset_holds_the_authors_settings():
-    """DESIGN.md §1: AdamW 1e-4 / 1e-4, x0.1 at epoch 20 of 35, clip 1.5, batch 128, seed 42, MLM p=0.3."""
+    """The authors' recipe: AdamW 1e-4 / 1e-4, x0.1 at epoch 20 of 35, clip 1.5, batch 128, seed 42, MLM p=0.3."""
     t = load_config("mimic_paper").train
     assert (t.lr_image, t.lr_text, t.weight_decay) == (1e-4, 1e-4, 1e-4)
     assert t.schedule == "step" and t.step_gamma == 0.1 and t.warmup_steps == 0
@@ -95,3 +100,85 @@ def test_to_dict_is_plain_yaml_data():
 def test_scientific_notation_overrides_are_numbers():
     cfg = load_config("demo_cpu", ["train.lr_image=1e-3", "train.lr_text=2E-4", "data.root=runs/x1e5"])
     assert (cfg.train.lr_image, cfg.train.lr_text, cfg.data.root) == (1e-3, 2e-4, "runs/x1e5")
+
+
+@pytest.mark.parametrize(("override", "accepted"), [
+    ("train.steps=-5", ">= 1"),
+    ("train.steps=0", ">= 1"),
+    ("train.lr_image=-1.0", "(0, 1]"),
+    ("train.lr_text=.nan", "(0, 1]"),
+    ("train.lr_image=1e30", "(0, 1]"),
+    ("train.batch_size=0", ">= 2"),
+    ("train.batch_size=1", ">= 2"),
+    ("train.checkpoint_every=0", ">= 1"),
+    ("train.grad_accum=0", ">= 1"),
+    ("train.nan_policy=ignore", "stop, skip"),
+    ("train.schedule=linear", "cosine, step"),
+    ("train.precision=fp8", "auto, fp32, bf16, fp16"),
+    ("train.step_milestones=[10,-1]", ">= 1"),
+    ("train.itm_probability=1.5", "[0, 1]"),
+    ("data.max_skip_fraction=-1", "[0, 1]"),
+    ("data.source=folder", "synthetic, manifest"),
+    ("model.image.backbone=vgg", "authors_cnn, resnet18"),
+    ("model.text.dropout=1.0", "[0, 1)"),
+    ("loss.negatives=some", "random, hardest, all"),
+    ("model.score.gamma1=0", "> 0"),
+    ("eval.scorings=[global,best]", "global, local, combined"),
+    ("ablation.steps=0", ">= 1"),
+])
+def test_out_of_range_values_are_refused_naming_key_value_and_range(override, accepted):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=re.escape(key) + ".*" + re.escape(accepted)) as err:
+        load_config("demo_cpu", [override])
+    shown = {"1e30": "1e+30", ".nan": "nan", "[10,-1]": "holds -1", "[global,best]": "holds 'best'"}.get(value, value)
+    assert shown in str(err.value)
+
+
+def test_every_preset_passes_validation():
+    for name in PRESETS:
+        validate(load_config(name))
+
+
+def test_every_number_and_choice_field_has_a_rule_and_every_rule_a_field():
+    flat = {}
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                flat[f"{prefix}{f.name}"] = f.type
+
+    walk(Config())
+    assert set(RULES) <= set(flat)
+    free = {"name", "data.root", "data.cache_dir", "data.seed", "train.seed", "train.out_dir",
+            "model.text.pretrained_path"}  # free text and any-integer seeds
+    unchecked = {k for k, tp in flat.items() if k not in RULES and k not in free and "bool" not in str(tp)}
+    assert not unchecked
+
+
+def test_a_config_built_in_code_is_validated_too():
+    cfg = Config()
+    cfg.train.grad_accum = 0
+    with pytest.raises(ConfigError, match="train.grad_accum"):
+        validate(cfg)
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  steps: 10\n  lr_image: [1e-3\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml, line \d+.*YAML"):
+        load_config(str(path))
+
+
+def test_a_yaml_syntax_error_in_an_override_names_the_override():
+    with pytest.raises(ConfigError, match=r"train\.step_milestones=\[1"):
+        apply_override(Config(), "train.step_milestones=[1")
+
+
+def test_fraction_arguments_are_checked():
+    assert check_fraction("0.25") == 0.25
+    for bad in ("-1", "1.5", "nan", "half"):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(bad) + r".*\[0, 1\]"):
+            check_fraction(bad)

@@ -2,7 +2,7 @@
 
 Taught in notebook 12. Builds a manifest from a real dataset on disk and ends with the counts and a
 skip summary (how many, which kinds, where the list is). ``--max-skip-fraction`` turns too many
-skips into a failure (exit code 1). The raw source is only read.
+skips into a failure (exit code 1, as every expected failure). The raw source is only read.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from .mimic import SPLIT_CHOICES, UNCERTAIN_POLICIES, MimicError, physionet_steps, prepare_mimic
-from .openi import DEDEID_CHOICES, TEXT_CHOICES, OpenIError, prepare_openi
-from .skips import TooManySkipsError
+from ..config import check_fraction
+from ..errors import run_command
+from .mimic import SPLIT_CHOICES, UNCERTAIN_POLICIES, physionet_steps, prepare_mimic
+from .openi import DEDEID_CHOICES, TEXT_CHOICES, prepare_openi
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dedeid", choices=DEDEID_CHOICES, default="remove",
                        help="de-identification tokens (XXXX / ___): remove, keep, or replace with 'deid'")
         p.add_argument("--seed", type=int, default=42)
-        p.add_argument("--max-skip-fraction", type=float, default=0.1,
+        p.add_argument("--max-skip-fraction", type=check_fraction, default=0.1,
                        help="fail when more than this fraction of studies is skipped (default 0.1)")
     openi.add_argument("--text", choices=TEXT_CHOICES, default="findings_or_impression",
                        help="training text (default: findings, impression if findings is empty)")
@@ -42,22 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, debug: bool = False) -> int:
+    """Run ``prepare``; a failure ends with one ``error:`` line and an exit code (``errors.run_command``)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        if args.dataset == "openi":
-            summary = prepare_openi(args.source, args.out, text_choice=args.text, dedeid=args.dedeid, seed=args.seed,
-                                    max_skip_fraction=args.max_skip_fraction, publish_dir=args.publish_splits)
-        else:
-            summary = prepare_mimic(args.source, args.out, split=args.split, uncertain=args.uncertain,
-                                    dedeid=args.dedeid, seed=args.seed, max_skip_fraction=args.max_skip_fraction)
-    except TooManySkipsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (OpenIError, MimicError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _prepare(args), debug)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    if args.dataset == "openi":
+        summary = prepare_openi(args.source, args.out, text_choice=args.text, dedeid=args.dedeid, seed=args.seed,
+                                max_skip_fraction=args.max_skip_fraction, publish_dir=args.publish_splits)
+    else:
+        summary = prepare_mimic(args.source, args.out, split=args.split, uncertain=args.uncertain,
+                                dedeid=args.dedeid, seed=args.seed, max_skip_fraction=args.max_skip_fraction)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("skip_list", "skips_by_kind")}, indent=2))
     kinds = ", ".join(f"{k}: {n}" for k, n in summary["skips_by_kind"].items()) or "none"
     print(f"skipped {summary['skipped']} ({kinds}); list in {summary['skip_list']}")
