@@ -1,13 +1,51 @@
 """JoImTeRNet-lite: chest X-ray / report pre-training with global and region-word matching.
 
-The public API used by the notebooks and by other projects:
+The public API (typed signatures and a runnable example in docs/API.md):
 
-- :func:`global_similarity` and :func:`local_similarity` (``joimternet_lite.models.similarity``);
+- :class:`JoImTeRNet` with ``from_pretrained(path)`` / ``save_pretrained(dir)`` / ``push_to_hub``
+  (``joimternet_lite.hub``); :class:`PretrainedError` for a folder that is not a loadable model;
+- :class:`ImageTextInference`: ``embed_images``, ``embed_reports``, ``similarity``, ``word_maps``,
+  ``plot_word_maps`` (``joimternet_lite.inference``);
+- :class:`ImageIndex` and :func:`search_images`: an on-disk embedding index of an image folder
+  (``joimternet_lite.search``);
+- :func:`global_similarity`, :func:`local_similarity`, :func:`word_region_maps`
+  (``joimternet_lite.models.similarity``);
 - ``joimternet_lite.evaluate.retrieval_metrics``;
 - the command line, ``python -m joimternet_lite --help``.
+
+Names are imported on first use, so ``python -m joimternet_lite`` starts without torch's and
+transformers' import time.
 """
 
-from .models.similarity import global_similarity as global_similarity
-from .models.similarity import local_similarity as local_similarity
+from importlib import import_module
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "JoImTeRNet": "models.joimternet",
+    "PretrainedError": "hub",
+    "ImageTextInference": "inference",
+    "ImageEmbeddings": "inference",
+    "ReportEmbeddings": "inference",
+    "WordMaps": "inference",
+    "ImageIndex": "search",
+    "search_images": "search",
+    "rank_reports": "search",
+    "global_similarity": "models.similarity",
+    "local_similarity": "models.similarity",
+    "word_region_maps": "models.similarity",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'joimternet_lite' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,346 @@
+"""Save and load a trained model in one line, in the Hugging Face Hub layout.
+
+Taught in notebook 08. ``JoImTeRNet.from_pretrained(path)`` accepts
+
+- a folder written by ``model.save_pretrained(dir)`` (or a Hub repo id such as ``"user/repo"``),
+- a checkpoint folder ``<run>/checkpoints/step_000300`` (verified as ``checkpoint.load_checkpoint``
+  does; the tokenizer is the run's ``tokenizer/``),
+- a run folder ``<run>`` (its newest complete checkpoint).
+
+``save_pretrained(dir)`` writes ``model.safetensors``, the word tokenizer (``tokenizer.json`` and
+friends), ``text_encoder/`` for a pretrained sub-word text tower, ``config.json`` (the whole
+resolved config, the vocabulary size, the step, the dataset and the format version; written after
+the weights, so a folder without it is incomplete) and a ``README.md`` model card that states the
+data and its licence, the training steps and, when the run's ``results.json`` exists, the
+evaluation numbers with their protocol. ``push_to_hub`` comes from ``huggingface_hub``'s
+``ModelHubMixin``. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import ModelHubMixin, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+from safetensors.torch import save_model
+
+from . import checkpoint as ckpt
+from .atomic import atomic_path, atomic_write_text
+from .config import Config, ConfigError, from_dict, to_dict
+from .errors import UserError
+
+HUB_FORMAT_VERSION = 1
+LIBRARY, ARCHITECTURE = "joimternet_lite", "JoImTeRNet"
+CONFIG_FILE, TEXT_ENCODER_DIR = "config.json", "text_encoder"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "user/repo"; anything else is a local path
+
+# dataset source (manifest.json "source") -> (card licence id, licence statement)
+DATA_LICENCES = {
+    "synthcxr": ("mit", "SynthCXR is synthetic: images and reports drawn by this project's generator "
+                        "(`joimternet_lite.data.synthetic`), no patient data. The weights carry the "
+                        "project's MIT licence."),
+    "openi": ("cc-by-nc-nd-4.0", "OpenI-IU (Indiana University chest X-ray collection), licensed CC BY-NC-ND "
+                                 "4.0: non-commercial use, attribution, no derivatives of the data itself."),
+    "mimic-cxr": ("other", "MIMIC-CXR under the PhysioNet Credentialed Health Data License 1.5.0: these "
+                           "weights were trained on credentialed data; share them only with credentialed "
+                           "PhysioNet users who signed the data use agreement, never publicly."),
+}
+UNKNOWN_LICENCE = ("other", "The training data's source is not recorded; state its licence before sharing.")
+
+
+class PretrainedError(UserError, ValueError):
+    """A folder that is not a loadable model; the message says what it is and the fix."""
+
+
+@dataclass
+class Provenance:
+    """What a saved model says about itself: its config, tokenizer, step, data and results."""
+
+    config: Config
+    tokenizer: Any                     # PreTrainedTokenizerFast of the word-level vocabulary
+    step: int | None = None
+    dataset: str | None = None         # manifest.json "source": synthcxr | openi | mimic-cxr
+    results: dict | None = None        # the run's results.json
+    source: str = ""                   # the folder it was loaded from
+    extra: dict = field(default_factory=dict)
+
+
+class PretrainedMixin(ModelHubMixin, library_name=LIBRARY, tags=["chest-x-ray", "image-text", "joimternet"]):
+    """``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` for :class:`JoImTeRNet`."""
+
+    provenance: Provenance | None = None
+
+    def attach(self, config: Config, tokenizer, *, step: int | None = None, dataset: str | None = None,
+               results: dict | None = None):
+        """Record the config and tokenizer a fresh model was built from, so it can be saved."""
+        self.provenance = Provenance(config, tokenizer, step, dataset or dataset_of(config), results)
+        return self
+
+    @property
+    def config(self) -> Config:
+        """The resolved training config this model was built from."""
+        return _require_provenance(self).config
+
+    @property
+    def tokenizer(self):
+        """The word-level tokenizer of this model's vocabulary."""
+        return _require_provenance(self).tokenizer
+
+    def save_pretrained(self, save_directory: str | Path, *, config: Config | None = None, tokenizer=None,
+                        **kwargs) -> str | None:
+        """Write the Hub folder (see the module docstring); ``config`` and ``tokenizer`` are
+        needed only for a model built by hand (``model_for``), not for one from ``from_pretrained``."""
+        if config is not None or tokenizer is not None:
+            if config is None or tokenizer is None:
+                raise PretrainedError("save_pretrained: pass both config= and tokenizer= (or neither)")
+            self.attach(config, tokenizer)
+        _require_provenance(self)
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        write_folder(self, Path(save_directory))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, map_location: str = "cpu", **kwargs):
+        """Load from a save_pretrained folder, a checkpoint folder, a run folder or a Hub repo id."""
+        name = str(pretrained_model_name_or_path)
+        if Path(name).exists() or not HUB_ID.fullmatch(name):
+            return load_folder(Path(name), map_location)
+        try:
+            return super().from_pretrained(name, map_location=map_location, **kwargs)
+        except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+            raise PretrainedError(f"{name}: no such local folder, and the Hub gave no model of that id "
+                                  f"({type(err).__name__}: {str(err).splitlines()[0]})") from err
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
+                         local_files_only: bool, token, map_location: str = "cpu", **_unused):
+        folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                   local_files_only=local_files_only, token=token)
+        return load_folder(Path(folder), map_location)
+
+    def generate_model_card(self, *args, **kwargs):
+        from huggingface_hub import ModelCard
+
+        return ModelCard(model_card(self))
+
+
+def _require_provenance(model) -> Provenance:
+    if model.provenance is None:
+        raise PretrainedError("this model has no config or tokenizer attached: load it with "
+                              "JoImTeRNet.from_pretrained(run_dir), or call model.attach(cfg, tokenizer) "
+                              "(or save_pretrained(dir, config=cfg, tokenizer=tokenizer))")
+    return model.provenance
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def write_folder(model, folder: Path) -> None:
+    """Weights, tokenizer, text_encoder/ (sub-word tower only), config.json, README.md."""
+    info = _require_provenance(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / ckpt.MODEL_FILE) as tmp:
+        save_model(model, str(tmp), metadata={"format": LIBRARY})
+    info.tokenizer.save_pretrained(str(folder))
+    sub_word = getattr(model.text_encoder, "tokenizer", None)
+    if sub_word is not None:  # the pretrained text tower is rebuilt from this folder on load
+        model.text_encoder.bert.save_pretrained(str(folder / TEXT_ENCODER_DIR))
+        sub_word.save_pretrained(str(folder / TEXT_ENCODER_DIR))
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(folder_config(info, len(info.tokenizer)), indent=1))
+    atomic_write_text(folder / "README.md", model_card(model))
+
+
+def folder_config(info: Provenance, vocab_size: int) -> dict:
+    from . import __version__
+
+    return {"library": LIBRARY, "architecture": ARCHITECTURE, "format_version": HUB_FORMAT_VERSION,
+            "package_version": __version__, "vocab_size": vocab_size, "step": info.step,
+            "dataset": info.dataset, "results": info.results, "config": to_dict(info.config)}
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def load_folder(path: Path, map_location: str | torch.device = "cpu"):
+    """The model in ``path`` (see the module docstring), in eval mode, with its provenance attached."""
+    if not path.is_dir():
+        raise PretrainedError(f"{path}: no such model folder. Pass a folder written by save_pretrained, a run "
+                              "folder (train.out_dir) or one of its checkpoints/step_* folders.")
+    if (path / CONFIG_FILE).exists():
+        return _load_saved(path, map_location)
+    if (path / ckpt.STATE_FILE).exists():
+        return _load_checkpoint(path, map_location)
+    if (path / "checkpoints").is_dir():
+        found = ckpt.latest_checkpoint(path)
+        if found is None:
+            raise PretrainedError(f"{path}: a run folder without a complete checkpoint; train it first "
+                                  "(python -m joimternet_lite train ...) or pass another folder")
+        return _load_checkpoint(found, map_location)
+    raise PretrainedError(f"{path}: not a model folder: it holds no {CONFIG_FILE} (save_pretrained), no "
+                          f"{ckpt.STATE_FILE} (a checkpoint) and no checkpoints/ (a run folder)")
+
+
+def _load_saved(folder: Path, map_location) -> Any:
+    from .data.tokenizer import load_tokenizer
+
+    meta = read_folder_config(folder)
+    cfg = _config_from(meta["config"], folder / CONFIG_FILE, meta.get("package_version"))
+    if (folder / TEXT_ENCODER_DIR).is_dir():
+        cfg.model.text.pretrained_path = str(folder / TEXT_ENCODER_DIR)
+    tokenizer = load_tokenizer(folder)
+    model = _build(cfg, tokenizer, folder / ckpt.MODEL_FILE, map_location)
+    model.provenance = Provenance(cfg, tokenizer, meta.get("step"), meta.get("dataset"), meta.get("results"),
+                                  str(folder))
+    return model
+
+
+def read_folder_config(folder: Path) -> dict:
+    """config.json of a saved folder, refused unless this package wrote it in a format it reads."""
+    path = folder / CONFIG_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PretrainedError(f"{path}: not valid JSON ({err}); save the model again") from err
+    if not isinstance(meta, dict) or meta.get("library") != LIBRARY:
+        raise PretrainedError(f"{path}: {_describe_foreign(meta)}, not a {LIBRARY} model. Load it with the "
+                              "library that wrote it, or pass a folder written by JoImTeRNet.save_pretrained.")
+    if meta.get("architecture") != ARCHITECTURE:
+        raise PretrainedError(f"{path}: a {LIBRARY} {meta.get('architecture')!r} folder; this loader builds "
+                              f"{ARCHITECTURE} only")
+    if meta.get("format_version") != HUB_FORMAT_VERSION:
+        from . import __version__
+
+        raise PretrainedError(f"{path}: written by {LIBRARY} {meta.get('package_version')} in folder format "
+                              f"{meta.get('format_version')}; this is {LIBRARY} {__version__}, which reads format "
+                              f"{HUB_FORMAT_VERSION}. Install the version that wrote it.")
+    return meta
+
+
+def _describe_foreign(meta) -> str:
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}"
+    if "model_type" in meta or "architectures" in meta:
+        return f"a transformers {meta.get('model_type', '?')!r} model ({', '.join(meta.get('architectures') or [])})"
+    return f"a config.json of another library (keys {sorted(meta)[:6]})"
+
+
+def _config_from(raw: dict, where: Path, package_version: str | None) -> Config:
+    try:
+        return from_dict(Config, raw, where=str(where))
+    except ConfigError as err:
+        from . import __version__
+
+        raise PretrainedError(f"{err}. The folder was written by {LIBRARY} {package_version}, this is "
+                              f"{__version__}: install the version that wrote it.") from err
+
+
+def _load_checkpoint(folder: Path, map_location) -> Any:
+    from .data.tokenizer import load_tokenizer
+
+    run_dir = folder.parent.parent
+    try:
+        state = json.loads((folder / ckpt.STATE_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise PretrainedError(f"{folder / ckpt.STATE_FILE}: not valid JSON ({err}); the checkpoint is damaged, "
+                              "use an older one") from err
+    if not state.get("config"):
+        raise PretrainedError(f"{folder / ckpt.STATE_FILE}: records no config, so the model cannot be rebuilt; "
+                              "pass a checkpoint written by `python -m joimternet_lite train`")
+    if not (run_dir / "tokenizer" / "tokenizer.json").exists():
+        raise PretrainedError(f"{run_dir / 'tokenizer'}: the run's tokenizer is missing; a checkpoint loads "
+                              "from inside its run folder (<run>/checkpoints/step_*)")
+    cfg = _config_from(state["config"], folder / ckpt.STATE_FILE, None)
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    model = _build(cfg, tokenizer, None, map_location)
+    ckpt.load_checkpoint(folder, model, vocab_size=len(tokenizer))  # verifies sizes and hashes
+    results_file = run_dir / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else None
+    model.provenance = Provenance(cfg, tokenizer, state.get("step"), dataset_of(cfg), results, str(folder))
+    return model.to(map_location).eval()
+
+
+def _build(cfg: Config, tokenizer, weights: Path | None, map_location):
+    from .models.joimternet import model_for
+
+    model = model_for(cfg, len(tokenizer))
+    if weights is not None:
+        ckpt.load_weights(weights, model, len(tokenizer))
+    return model.to(map_location).eval()
+
+
+def dataset_of(cfg: Config) -> str | None:
+    """The ``source`` recorded in the data root's manifest.json (None when the root is gone)."""
+    meta = Path(cfg.data.root) / "manifest.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("source")
+    return "synthcxr" if cfg.data.source == "synthetic" else None
+
+
+# ----------------------------------------------------------------------------- model card
+
+
+def model_card(model) -> str:
+    """The README.md: YAML card data, data and licence, training, evaluation with its protocol."""
+    info = _require_provenance(model)
+    cfg = info.config
+    licence_id, licence_text = DATA_LICENCES.get(info.dataset or "", UNKNOWN_LICENCE)
+    params = sum(p.numel() for p in model.parameters())
+    return "\n\n".join([
+        f"---\nlibrary_name: {LIBRARY}\nlicense: {licence_id}\ntags:\n- chest-x-ray\n- image-text\n- joimternet\n---",
+        f"# JoImTeRNet-lite `{cfg.name}`",
+        "Chest X-ray image / report embeddings: global vectors and a grid of region vectors per image, "
+        "a report vector and one vector per word per report, trained jointly with the global and the "
+        "word-region (DAMSM) matching losses.",
+        "## Use\n\n```python\nfrom joimternet_lite import ImageTextInference, JoImTeRNet\n\n"
+        "model = JoImTeRNet.from_pretrained(\"<this folder or user/repo>\")\n"
+        "engine = ImageTextInference(model)\n"
+        "scores = engine.similarity([\"cxr.png\"], [\"small left pleural effusion\"])\n```",
+        "## Training data\n\n" + _data_section(cfg, info.dataset),
+        "## Training\n\n" + _training_section(cfg, info.step, params),
+        "## Evaluation\n\n" + _evaluation_section(info.results),
+        f"## Licence\n\nData: {licence_text}\n\nCode: MIT ({LIBRARY}).",
+    ]) + "\n"
+
+
+def _data_section(cfg: Config, dataset: str | None) -> str:
+    names = {"synthcxr": "SynthCXR (synthetic, generated by this project)", "openi": "OpenI-IU",
+             "mimic-cxr": "MIMIC-CXR"}
+    size = f"{cfg.data.num_studies} studies, " if dataset == "synthcxr" else ""
+    return (f"- dataset: {names.get(dataset or '', 'not recorded')} (`{cfg.data.root}`)\n"
+            f"- {size}images at {cfg.data.image_size} px, reports of at most {cfg.data.max_length} tokens, "
+            f"{'frontal views only' if cfg.data.frontal_only else 'all views'}")
+
+
+def _training_section(cfg: Config, step: int | None, params: int) -> str:
+    t = cfg.train
+    return (f"- {step if step is not None else 'unknown'} of {t.steps} optimizer steps, batch {t.batch_size} x "
+            f"{t.grad_accum} accumulation, {t.schedule} schedule, lr image {t.lr_image:g} / text {t.lr_text:g}\n"
+            f"- image tower `{cfg.model.image.backbone}` (grid {cfg.model.image.grid}x{cfg.model.image.grid}), "
+            f"text tower {'`' + cfg.model.text.pretrained_path + '`' if cfg.model.text.pretrained_path else 'word-level BERT'} "
+            f"({cfg.model.text.layers} layers), embedding {cfg.model.embed_dim}, {params:,} parameters\n"
+            f"- loss: global {cfg.loss.use_global}, local {cfg.loss.use_local}, triplet {cfg.loss.use_triplet}; "
+            f"gamma1 {cfg.model.score.gamma1:g}, gamma2 {cfg.model.score.gamma2:g}, gamma3 {cfg.loss.gamma3:g}")
+
+
+def _evaluation_section(results: dict | None) -> str:
+    if not results or "trained" not in results or "untrained" not in results:
+        return ("No evaluation was recorded with this run (no results.json). Evaluate it with "
+                "`python -m joimternet_lite evaluate --config <its config.yaml>`.")
+    from .report import improvement_checks
+
+    rows = improvement_checks(results["trained"], results["untrained"])
+    pool = next((r["pool_size"] for r in results["trained"].get("retrieval", []) if "pool_size" in r), None)
+    table = "\n".join(f"| {name} | {t:.3f} | {b:.3f} |" for name, t, b in rows)
+    return ("The test split of the training dataset, one image per study; the same architecture untrained "
+            "(same initialisation seed) beside it. Retrieval: R@10 in percent over the full test pool "
+            f"({pool} studies), instance relevance, ties counted against the model. Classification: a linear "
+            "probe (logistic regression) on frozen global image vectors fitted on the training split, mean "
+            "per-class ROC-AUC on the test split. Grounding (SynthCXR only): pointing game of the raw "
+            "word-region map averaged over each finding's phrase.\n\n"
+            "| metric | trained | untrained |\n|---|---|---|\n" + table)
