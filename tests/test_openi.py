@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from joimternet_lite.data import openi
+from joimternet_lite.data.errors import SourceError
 from joimternet_lite.data.openi import (
     chexpert_labels_from_mesh,
     guess_view,
@@ -22,7 +23,7 @@ from joimternet_lite.data.openi import (
 )
 from joimternet_lite.data.prepare import main as prepare_main
 from joimternet_lite.data.report_text import remove_deid
-from joimternet_lite.data.schema import load_manifest
+from joimternet_lite.data.schema import ManifestError, load_manifest
 from joimternet_lite.data.skips import TooManySkipsError
 from joimternet_lite.data.splits import split_for
 
@@ -232,8 +233,8 @@ def test_all_3955_real_reports_and_published_files_reproduce(tmp_path):
 
 
 def test_synthcxr_in_openi_layouts_prepares_and_heuristic_finds_views(tmp_path):
-    layouts = pytest.importorskip("joimternet_lite.data.layouts")
-    from joimternet_lite.data.synthetic import generate_synthcxr
+    layouts = pytest.importorskip("joimternet_lite.data.synthcxr")
+    from joimternet_lite.data.synthcxr import generate_synthcxr
 
     generate_synthcxr(tmp_path / "syn", num_studies=8, image_size=128, workers=1, progress=False)
     written = layouts.write_openi_layout(tmp_path / "syn", tmp_path / "raw", nlm_png=True)
@@ -246,3 +247,38 @@ def test_synthcxr_in_openi_layouts_prepares_and_heuristic_finds_views(tmp_path):
         (nlm_only / name).symlink_to(tmp_path / "raw" / name)
     guessed = prepare_openi(nlm_only, tmp_path / "out2")
     assert guessed["views_from"] == "image_heuristic" and (guessed["frontal"], guessed["lateral"]) == truth
+
+
+def test_non_utf8_projections_csv_names_file_and_fix(nlm_tree, tmp_path):
+    (nlm_tree / "indiana_projections.csv").write_bytes("uid,filename,projection\n1,CXR1_IM-0001-3001.png,Fr\u00f6ntal\n"
+                                                      .encode("latin-1"))
+    with pytest.raises(SourceError, match=r"indiana_projections\.csv: not UTF-8.*convert it to UTF-8"):
+        prepare_openi(nlm_tree, tmp_path / "out")
+
+
+def test_truncated_reports_archive_names_file_and_fix(nlm_tree, tmp_path):
+    archive = nlm_tree / "NLMCXR_reports.tgz"
+    archive.write_bytes(archive.read_bytes()[:-60])
+    with pytest.raises(SourceError, match=r"NLMCXR_reports\.tgz: .*truncated or damaged.*Download it again"):
+        prepare_openi(nlm_tree, tmp_path / "out")
+
+
+def test_reports_csv_without_uid_column_names_file_and_fix(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "indiana_reports.csv").write_text("MeSH,findings,impression\nnormal,Clear.,Normal.\n")
+    with pytest.raises(SourceError, match=r"indiana_reports\.csv: column\(s\) \['uid'\] missing.*Download"):
+        prepare_openi(tmp_path / "src", tmp_path / "out")
+
+
+@pytest.mark.parametrize("damage", ["garbage_json", "cut_arrow"])
+def test_damaged_manifest_names_file_and_fix(nlm_tree, tmp_path, damage):
+    prepare_openi(nlm_tree, tmp_path / "out", max_skip_fraction=0.5)
+    if damage == "garbage_json":
+        (tmp_path / "out" / "manifest.json").write_text("{not json")
+        where = r"manifest\.json"
+    else:
+        arrow = next((tmp_path / "out" / "manifest").glob("*.arrow"))
+        arrow.write_bytes(arrow.read_bytes()[:100])
+        where = r"manifest"
+    with pytest.raises(ManifestError, match=rf"{where}: .*damaged.*Re-run the prepare command"):
+        load_manifest(tmp_path / "out")

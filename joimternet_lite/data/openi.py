@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import re
-import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -134,10 +133,8 @@ def iter_report_xml(source: Path, skips: SkipLog) -> Iterator[OpenIReport]:
     for path in files_under(source, "*.xml"):
         yield from _parse_or_skip(path.read_bytes(), str(path), skips)
     for archive in files_under(source, "*reports*.tgz") + files_under(source, "*reports*.tar.gz"):
-        with tarfile.open(archive) as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".xml"):
-                    yield from _parse_or_skip(tar.extractfile(member).read(), f"{archive}:{member.name}", skips)
+        for name, data in iter_tar_files(archive, ".xml"):
+            yield from _parse_or_skip(data, f"{archive}:{name}", skips)
 
 
 def _parse_or_skip(data: bytes, source: str, skips: SkipLog) -> Iterator[OpenIReport]:
@@ -149,11 +146,10 @@ def _parse_or_skip(data: bytes, source: str, skips: SkipLog) -> Iterator[OpenIRe
 
 def iter_report_csv(path: Path) -> Iterator[OpenIReport]:
     """Reports from the Kaggle ``indiana_reports.csv`` (uid, MeSH, Problems, image, indication, ...)."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        for row in csv.DictReader(f):
-            sections = {name: clean_whitespace(row.get(name.lower()) or "") for name in SECTIONS}
-            major = [t.strip() for t in (row.get("MeSH") or "").split(";") if t.strip()]
-            yield OpenIReport(str(row["uid"]).strip(), f"{path}:uid={row['uid']}", sections, major, [], [])
+    for row in read_csv_table(path, ("uid",), "indiana_reports.csv").to_dict("records"):
+        sections = {name: clean_whitespace(row.get(name.lower(), "")) for name in SECTIONS}
+        major = [t.strip() for t in row.get("MeSH", "").split(";") if t.strip()]
+        yield OpenIReport(row["uid"].strip(), f"{path}:uid={row['uid']}", sections, major, [], [])
 
 
 def image_key(name: str) -> tuple[str, str] | None:
@@ -187,12 +183,11 @@ def link_image(image_id: str, images: dict[tuple[str, str], Path]) -> Path | Non
 def read_projections(path: Path) -> dict[tuple[str, str], str]:
     """Kaggle ``indiana_projections.csv`` (uid, filename, projection) -> {(uid, IM part): view}."""
     views = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            key = image_key(row.get("filename", ""))
-            projection = (row.get("projection") or "").strip().lower()
-            if key:
-                views[key] = projection if projection in ("frontal", "lateral") else "unknown"
+    table = read_csv_table(path, ("filename", "projection"), "indiana_projections.csv")
+    for filename, projection in zip(table["filename"], table["projection"], strict=True):
+        if key := image_key(filename):
+            projection = projection.strip().lower()
+            views[key] = projection if projection in ("frontal", "lateral") else "unknown"
     return views
 
 

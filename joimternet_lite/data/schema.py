@@ -15,10 +15,14 @@ import tempfile
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from ..atomic import atomic_write_text
+from ..errors import UserError
 
 SCHEMA_VERSION = 2
+REBUILD = ("Re-run the prepare command that made it (`python -m joimternet_lite prepare ...` or "
+           "`data_scripts/make_synthetic.py`) to rebuild it; raw data is not touched")
 
 CHEXPERT_LABELS: tuple[str, ...] = (
     "Atelectasis",
@@ -41,7 +45,7 @@ VIEWS = ("frontal", "lateral", "unknown")
 SPLITS = ("train", "validate", "test")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest that cannot be used; the message names the path and the fix."""
 
 
@@ -126,18 +130,28 @@ def load_manifest(root: str | Path) -> datasets.Dataset:
             f"{root}: no manifest found (expected {root / 'manifest'} and {meta_path}). "
             "Create one with `python -m joimternet_lite prepare ...` or `make_synthetic.py`."
         )
-    meta = json.loads(meta_path.read_text())
-    version = meta.get("schema_version")
+    version = manifest_meta(root).get("schema_version")
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"{meta_path}: manifest schema version {version}, this package reads version {SCHEMA_VERSION}. "
-            "Re-run the prepare command that made it to rebuild the manifest; raw data is not touched."
+            f"{REBUILD}."
         )
-    return datasets.load_from_disk(str(root / "manifest"))
+    try:
+        return datasets.load_from_disk(str(root / "manifest"))
+    except (pa.ArrowException, OSError, ValueError) as err:  # a cut .arrow file or a broken state.json
+        raise ManifestError(f"{root / 'manifest'}: damaged ({type(err).__name__}: {err}). {REBUILD}.") from err
 
 
 def manifest_meta(root: str | Path) -> dict:
-    return json.loads((Path(root) / "manifest.json").read_text())
+    """The ``manifest.json`` beside a manifest: schema version, source, counts."""
+    meta_path = Path(root) / "manifest.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ManifestError(f"{meta_path}: damaged, not JSON ({err}). {REBUILD}.") from err
+    if not isinstance(meta, dict):
+        raise ManifestError(f"{meta_path}: damaged, not a JSON object. {REBUILD}.")
+    return meta
 
 
 def resolve_image_path(root: str | Path, path: str) -> Path:
