@@ -1,7 +1,7 @@
 """``python -m joimternet_lite ablate``: the paper's ablation table on one dataset and seed.
 
 Taught in notebook 12. Every variant trains the same preset on the same data with the same seed and
-step budget (``eval.ablation_steps``, else ``train.steps``), and is evaluated with the demo report's
+step budget (``ablation.steps``, else ``train.steps``), and is evaluated with the demo report's
 protocol (global-cosine retrieval only); one markdown table comes out in the layout of the paper's
 tables (rows = variants; columns = retrieval R@K both directions, mean AUROC of a linear probe,
 grounding).
@@ -9,12 +9,13 @@ grounding).
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 from pathlib import Path
 
 from .atomic import atomic_write_text
 from .config import Config, apply_override
+from .markdown import markdown_table
 
 VARIANTS: dict[str, list[str]] = {
     "global CE (ConVIRT-like)": ["loss.use_local=false", "loss.use_triplet=false"],
@@ -27,17 +28,18 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def variant_steps(cfg: Config) -> int:
-    """Training steps of every variant: ``eval.ablation_steps``, else ``train.steps``."""
-    return cfg.train.steps if cfg.eval.ablation_steps is None else cfg.eval.ablation_steps
+    """Training steps of every variant: ``ablation.steps``, else ``train.steps``."""
+    return cfg.train.steps if cfg.ablation.steps is None else cfg.ablation.steps
 
 
 def variant_config(cfg: Config, name: str, out_root: Path) -> Config:
     """``cfg`` with the variant's overrides, ``variant_steps`` and its own out_dir."""
-    variant = apply_override(copy.deepcopy(cfg), f"train.steps={variant_steps(cfg)}")
+    variant = cfg
     for item in VARIANTS[name]:
         variant = apply_override(variant, item)
     slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
-    return apply_override(variant, f"train.out_dir={out_root / slug}")
+    train = dataclasses.replace(variant.train, steps=variant_steps(cfg), out_dir=str(Path(out_root) / slug))
+    return dataclasses.replace(variant, train=train)
 
 
 def table_row(name: str, results: dict) -> dict:
@@ -56,13 +58,11 @@ def table_row(name: str, results: dict) -> dict:
     return row
 
 
-def markdown_table(rows: list[dict]) -> str:
+def ablation_table(rows: list[dict]) -> str:
+    """The rows of :func:`table_row` as markdown: R@K in percent with one decimal, the rest three."""
     header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [v if isinstance(v, str) else f"{v:.1f}" if "R@" in key else f"{v:.3f}" for key, v in row.items()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    digits = [1 if "R@" in key else 3 for key in header]
+    return markdown_table(header, [list(row.values()) for row in rows], digits)
 
 
 def run_ablation(cfg: Config, variants: list[str] | None = None) -> Path:
@@ -88,6 +88,6 @@ def run_ablation(cfg: Config, variants: list[str] | None = None) -> Path:
                "retrieval by global cosine on the full test split (R@K in %), mean AUROC of a linear probe "
                "(13 classes without No Finding, those present), pointing = raw phrase maps on SynthCXR.")
     path = out_root / "ablation.md"
-    atomic_write_text(path, caption + "\n\n" + markdown_table(rows) + "\n")
-    print(f"\n{markdown_table(rows)}\n\nwritten to {path}")
+    atomic_write_text(path, caption + "\n\n" + ablation_table(rows) + "\n")
+    print(f"\n{ablation_table(rows)}\n\nwritten to {path}")
     return path

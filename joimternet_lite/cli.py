@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import EXIT_CODES_HELP, EXIT_USAGE, run_command
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (listed in ``--help``, see ``errors``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted before or after the command name, and by prepare
+    argv = [a for a in argv if a != "--debug"]
     _quiet_library_progress_bars()
     if argv and argv[0] == "prepare":
         from .data.prepare import main as prepare_main
 
-        return prepare_main(argv[1:])
+        return prepare_main(argv[1:], debug=debug)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return args.func(args) or 0
+        return EXIT_USAGE
+    return run_command(lambda: args.func(args), debug)
 
 
 def _quiet_library_progress_bars() -> None:
@@ -29,7 +34,10 @@ def _quiet_library_progress_bars() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m joimternet_lite", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m joimternet_lite", description=__doc__, epilog=EXIT_CODES_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of expected failures too (also accepted after the command)")
     sub = parser.add_subparsers(title="commands")
 
     p = sub.add_parser("env", aliases=["doctor"], help="print versions, device, precision and data folders")
@@ -64,7 +72,7 @@ def _env(args) -> int:
 
 
 def _generate(args) -> int:
-    from .data.synthetic import generate_synthcxr
+    from .data.synthcxr import generate_synthcxr
 
     generate_synthcxr(args.out, num_studies=args.num_studies, image_size=args.image_size, seed=args.seed)
     return 0

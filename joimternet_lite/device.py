@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
+
+from .config import ConfigError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -21,9 +24,9 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU; use device=cpu or auto")
+        raise ConfigError(f"train.device={name!r}: torch sees no CUDA GPU; use train.device=cpu or auto")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but MPS is not available; use device=cpu or auto")
+        raise ConfigError(f"train.device={name!r}: MPS is not available; use train.device=cpu or auto")
     return device
 
 
@@ -57,6 +60,11 @@ def to_device(batch: dict, device: torch.device) -> dict:
     """Move every tensor of a batch; non-blocking (from pinned memory) only on CUDA."""
     non_blocking = device.type == "cuda"
     return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def as_numpy(x) -> np.ndarray:
+    """A tensor (any device, any float dtype; detached, as float32) or an array-like -> numpy array."""
+    return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
 def describe(device: torch.device, precision: str) -> str:

@@ -10,20 +10,9 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .config import Config, to_dict
+from .markdown import format_cell, markdown_table
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def retrieval_table(trained: list[dict], baseline: list[dict]) -> str:
@@ -39,7 +28,7 @@ def retrieval_table(trained: list[dict], baseline: list[dict]) -> str:
                     + ([None] * len(RETRIEVAL_METRICS) if is_ceiling or b is None else [b[m] for m in RETRIEVAL_METRICS]))
     header = ["direction", "scoring", "relevance", "pool"] + [f"{m}" for m in RETRIEVAL_METRICS] + \
         [f"untrained {m}" for m in RETRIEVAL_METRICS]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def classification_table(trained: dict, baseline: dict) -> str:
@@ -47,12 +36,12 @@ def classification_table(trained: dict, baseline: dict) -> str:
     rows = [[n, trained[f"auroc/{n}"], baseline[f"auroc/{n}"]] for n in names]
     rows.append([f"**mean ({trained['classes_used']} classes, No Finding excluded)**", trained["mean"], baseline["mean"]])
     rows.append(["weighted mean", trained["weighted_mean"], baseline["weighted_mean"]])
-    table = _table(["class", "trained AUROC", "untrained AUROC"], rows)
+    table = markdown_table(["class", "trained AUROC", "untrained AUROC"], rows)
     if "mean_ci_low" in trained:
         table += (f"\n\n95% bootstrap interval ({trained['n_boot']} resamples of the test studies, seed "
-                  f"{trained['seed']}) of the mean: trained [{_fmt(trained['mean_ci_low'])}, "
-                  f"{_fmt(trained['mean_ci_high'])}], untrained [{_fmt(baseline.get('mean_ci_low'))}, "
-                  f"{_fmt(baseline.get('mean_ci_high'))}].")
+                  f"{trained['seed']}) of the mean: trained [{format_cell(trained['mean_ci_low'])}, "
+                  f"{format_cell(trained['mean_ci_high'])}], untrained [{format_cell(baseline.get('mean_ci_low'))}, "
+                  f"{format_cell(baseline.get('mean_ci_high'))}].")
     return table
 
 
@@ -63,12 +52,12 @@ def grounding_table(trained: list[dict], baseline: list[dict]) -> str:
         b = base.get((r["kind"], r["words"], r["type"]), {})
         rows.append([r["kind"], r["words"], r["type"], r["n"], r["hit"], b.get("hit"), r["mass"], b.get("mass"),
                      r["chance"]])
-    return _table(["map", "words", "finding", "n", "pointing", "untrained pointing", "mass in mask",
+    return markdown_table(["map", "words", "finding", "n", "pointing", "untrained pointing", "mass in mask",
                    "untrained mass", "chance"], rows)
 
 
 def swap_table(rows: list[dict]) -> str:
-    return _table(["map", "n", "mass on finding", "mass on mirror", "after swap: on finding", "after swap: on mirror",
+    return markdown_table(["map", "n", "mass on finding", "mass on mirror", "after swap: on finding", "after swap: on mirror",
                    "moved to mirror"],
                   [[r["kind"], r["n"], r["mass_true_before"], r["mass_mirror_before"], r["mass_true_after"],
                     r["mass_mirror_after"], r["moved"]] for r in rows])
@@ -114,7 +103,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
         "Trained model against the same architecture untrained (same initialisation seed), on the "
         f"`{n_test}`-study test split of `{cfg.data.root}`, one image per study (the first frontal image).",
         "## Data\n\n```json\n" + json.dumps(stats, indent=2) + "\n```",
-        "## Headline: trained vs untrained\n\n" + _table(
+        "## Headline: trained vs untrained\n\n" + markdown_table(
             ["metric", "trained", "untrained", "better"],
             [[name, t, b, "yes" if t > b else "**no**"] for name, t, b in checks]),
         "## Retrieval\n\nFull test pool; R@K in percent, ties counted against the model. `dedup` counts "
@@ -132,7 +121,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
             "(mean over the phrase's words). `alpha` is the DAMSM attention; `raw` the word-region "
             "similarity softmaxed over regions. Pointing: the map's maximum lies in the finding's mask; "
             "chance is the mask's share of the grid.\n\n" + grounding_table(trained["grounding"], baseline["grounding"]))
-        parts.append("### Laterality swap (DESIGN.md §4)\n\nLeft and right swapped in the report, same image: "
+        parts.append("### Laterality swap\n\nLeft and right swapped in the report, same image: "
                      "how much of the phrase map moves to the mirrored finding.\n\n"
                      + swap_table(trained["laterality_swap"]))
     parts.append("## Figures\n\n" + "\n\n".join(f"### {name}\n\n![{name}]({Path(p).name})"

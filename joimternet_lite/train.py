@@ -49,6 +49,7 @@ from .distributed import (
     init_distributed,
     max_over_ranks,
 )
+from .errors import UserError
 from .losses import JoImTeRNetLoss, same_report_mask
 from .models.text_encoder import mlm_mask
 from .schedule import make_scheduler
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 TOWERS = ("image", "text")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A NaN or Inf loss; the message names the step, the batch and the checkpoint of the last good state."""
 
 
@@ -204,7 +205,8 @@ def itm_loss(engine: Engine, batch: dict) -> tuple[torch.Tensor, dict[str, torch
     """Image-text forward and loss; under DDP the global vectors of all ranks serve as negatives
     (and, with ``train.gather_local``, the regions and words too)."""
     with autocast_context(engine.device, engine.precision):
-        out = engine.forward(prepare_images(batch, engine), batch["input_ids"], batch["attention_mask"])
+        out = engine.forward(prepare_images(batch, engine), batch["input_ids"], batch["attention_mask"],
+                             batch.get("word_ids"))
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}  # the loss runs in fp32
     ids = batch["input_ids"]
     if not engine.dist.enabled:
@@ -440,7 +442,7 @@ def build_engine(cfg: Config, model: nn.Module, device: torch.device, info: Dist
     if cfg.train.compile and device.type == "cuda":
         forward = torch.compile(forward)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train), weight_decay=cfg.train.weight_decay)
-    return Engine(model=model, forward=forward, loss_fn=JoImTeRNetLoss(cfg.loss), optimizer=optimizer,
+    return Engine(model=model, forward=forward, loss_fn=JoImTeRNetLoss(cfg.loss, model.similarity.score), optimizer=optimizer,
                   scheduler=make_scheduler(optimizer, cfg.train), scaler=make_grad_scaler(device, precision),
                   device=device, precision=precision, cfg=cfg, dist=info)
 

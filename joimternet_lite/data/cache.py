@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
+from ..errors import UserError
 from .images import ImageReadError, read_image
 from .schema import load_manifest, resolve_image_path
 from .skips import SkipLog
@@ -39,7 +40,7 @@ INDEX_VERSION = 1
 SAVE_EVERY_S = 5.0
 
 
-class CacheError(ValueError):
+class CacheError(UserError, ValueError):
     """A cache that cannot be used; the message names the folder and the fix."""
 
 

@@ -24,16 +24,17 @@ import requests
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..errors import UserError
 
 CHUNK = 1 << 20
 NET_CHUNK = 1 << 16  # small reads: a cut connection loses at most this much of what arrived
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download that failed or did not verify; the message says what to do by hand."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     """An archive member that would escape the target folder or is not a regular file or folder."""
 
 

@@ -13,11 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class TooManySkipsError(RuntimeError):
+class TooManySkipsError(UserError, RuntimeError):
     """More inputs were skipped than the ``max_skip_fraction`` option allows."""
 
 

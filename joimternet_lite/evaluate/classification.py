@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.schema import CHEXPERT_LABELS
-from ..device import to_device
+from ..device import as_numpy, to_device
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def prepare_targets(labels, policy: str = "zeros") -> tuple[np.ndarray, np.ndarr
     """(N, C) labels with 1 / 0 / -1 / NaN -> (targets float 0/1, mask bool: entry counts)."""
     if policy not in UNCERTAIN_POLICIES:
         raise ValueError(f"uncertain policy {policy!r}: use one of {UNCERTAIN_POLICIES}")
-    labels = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels, dtype=np.float64)
+    labels = as_numpy(labels).astype(np.float64)
     uncertain = labels == -1
     positive = (labels == 1) | (uncertain & (policy == "ones"))
     mask = ~uncertain if policy == "ignore" else np.ones_like(positive)
@@ -150,7 +150,7 @@ def linear_probe_scores(train_x, train_y, train_mask, test_x, c: float = 1.0, ma
     probabilities. A class with a single value among its training rows cannot be fit: it gets a
     constant score (AUROC 0.5) and a warning.
     """
-    train_x, test_x = _numpy(train_x), _numpy(test_x)
+    train_x, test_x = as_numpy(train_x), as_numpy(test_x)
     scores = np.full((len(test_x), train_y.shape[1]), 0.5)
     for cls in range(train_y.shape[1]):
         rows = np.asarray(train_mask[:, cls], dtype=bool)
@@ -164,15 +164,11 @@ def linear_probe_scores(train_x, train_y, train_mask, test_x, c: float = 1.0, ma
     return scores
 
 
-def _numpy(x) -> np.ndarray:
-    return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-
-
 # ----------------------------------------------------------------------------- the authors' head
 
 
 class AuthorsHead(nn.Module):
-    """The authors' image classification head (authors_code_digest.md §5.2).
+    """The authors' image classification head, as in their released code.
 
     GAP(regions) -> 256 ReLU and global -> 256 ReLU, concatenated -> 256 ReLU -> num_classes,
     dropout 0.5 before every linear layer. regions (B, R, D), image_vectors (B, D) -> logits (B, C).
@@ -374,7 +370,7 @@ def zero_shot_scores(model, tokenizer, embeddings: dict, prompts=None, scoring: 
 
     embeddings: ``image_vectors`` (and ``regions`` for local scoring), as from embed_dataset.
     """
-    from .embed import encode_texts
+    from .embed import embed_reports
     from .retrieval import similarity_matrix
 
     prompts = prompt_pairs() if prompts is None else prompts
@@ -383,7 +379,7 @@ def zero_shot_scores(model, tokenizer, embeddings: dict, prompts=None, scoring: 
         if name not in prompts:
             continue
         pos, neg = prompts[name]
-        text_side = encode_texts(model, tokenizer, pos + neg, device)
+        text_side = embed_reports(model, tokenizer, pos + neg, device)
         sim = similarity_matrix(embeddings, text_side, scoring, device=device, **similarity_kwargs).numpy()
         out[:, c] = zero_shot_from_similarities(sim[:, :len(pos)], sim[:, len(pos):])
     return out

@@ -22,7 +22,9 @@ import math
 import numpy as np
 import torch
 
+from ..config import ScoreConfig
 from ..data.tokenizer import split_words
+from ..device import as_numpy
 
 DIRECTIONS = ("image->report", "report->image")
 SCORINGS = ("global", "local", "combined")
@@ -33,20 +35,14 @@ POOL_MODES = ("full", "random", "blocks")
 # ----------------------------------------------------------------------------- metrics
 
 
-def _as_numpy(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        return x.detach().float().cpu().numpy()
-    return np.asarray(x)
-
-
 def query_ranks(similarity, relevance=None) -> np.ndarray:
     """Rank of each query's best relevant candidate, ties counted against the model.
 
     similarity: (Q, C) scores; relevance: (Q, C) bool, default the identity (query i <-> candidate i).
     Returns (Q,) int ranks, 1 = best.
     """
-    sim = _as_numpy(similarity).astype(np.float64)
-    rel = np.eye(*sim.shape, dtype=bool) if relevance is None else _as_numpy(relevance).astype(bool)
+    sim = as_numpy(similarity).astype(np.float64)
+    rel = np.eye(*sim.shape, dtype=bool) if relevance is None else as_numpy(relevance).astype(bool)
     if sim.ndim != 2 or rel.shape != sim.shape:
         raise ValueError(f"similarity must be 2-D and relevance the same shape; got {sim.shape} and {rel.shape}")
     if not rel.any(axis=1).all():
@@ -82,8 +78,8 @@ def expected_metrics_random_ties(similarity, relevance=None, ks=(1, 5, 10)) -> d
     number X of non-relevant before the first relevant has P(X >= x) = C(m, x) / C(m + r, x), and
     rank = 1 + a + X. ``median_rank`` is NaN (an expected median is not defined per query).
     """
-    sim = _as_numpy(similarity).astype(np.float64)
-    rel = np.eye(*sim.shape, dtype=bool) if relevance is None else _as_numpy(relevance).astype(bool)
+    sim = as_numpy(similarity).astype(np.float64)
+    rel = np.eye(*sim.shape, dtype=bool) if relevance is None else as_numpy(relevance).astype(bool)
     query_ranks(sim, rel)  # validates shapes and relevance
     best = np.where(rel, sim, -np.inf).max(axis=1, keepdims=True)
     above = ((sim > best) & ~rel).sum(axis=1)
@@ -135,8 +131,8 @@ def label_relevance(query_labels, candidate_labels) -> np.ndarray:
     labels: (N, 14) with 1 / 0 / -1 / NaN; only 1 counts as positive (the paper's ``zeros`` policy),
     so uncertain and blank labels are treated as absent. Studies with no positive label match each other.
     """
-    qp = _as_numpy(query_labels) == 1
-    cp = _as_numpy(candidate_labels) == 1
+    qp = as_numpy(query_labels) == 1
+    cp = as_numpy(candidate_labels) == 1
     return (qp[:, None, :] == cp[None, :, :]).all(axis=2)
 
 
@@ -160,27 +156,30 @@ def relevance_matrix(kind: str, texts=None, labels=None, n: int | None = None) -
 
 
 def similarity_matrix(image_side: dict, text_side: dict, scoring: str = "global", combined_weight: float = 0.5,
-                      gamma1: float = 4.0, gamma2: float = 5.0, chunk_size: int = 32,
-                      device: str | torch.device = "cpu") -> torch.Tensor:
+                      score: ScoreConfig | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
     """(I, T) image-by-text scores through the shared similarity module (models.similarity).
 
     image_side: ``image_vectors`` (I, D) and, for local scoring, ``regions`` (I, R, D) and the
     model's ``null_region`` (D,) if it has one (embed_dataset records it).
     text_side: ``report_vectors`` (T, D) and, for local scoring, ``words`` (T, L, D) and ``lengths`` (T,).
-    ``combined`` = (1 - w) * S_g + w * S_w / gamma2: S_w / gamma2 is a soft maximum of word cosines,
-    so both terms are on the cosine scale. local_similarity scores blocks of ``chunk_size`` images x
-    ``chunk_size`` reports, so memory stays bounded on a GPU. Returns a CPU float tensor.
+    ``score``: the model's ``model.similarity.score`` (gamma1, gamma2, chunk size), needed by local
+    and combined scoring. ``combined`` = (1 - w) * S_g + w * S_w / gamma2: S_w / gamma2 is a soft
+    maximum of word cosines, so both terms are on the cosine scale. local_similarity scores blocks of
+    ``chunk_size`` images x ``chunk_size`` reports, so memory stays bounded on a GPU. Returns a CPU
+    float tensor.
     """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring {scoring!r}: use one of {SCORINGS}")
     device = torch.device(device)
     if scoring == "global":
         return _global(image_side, text_side, device)
-    local = _local(image_side, text_side, gamma1, gamma2, chunk_size, device)
+    if score is None:
+        raise ValueError(f"{scoring} scoring needs the model's score settings: pass score=model.similarity.score")
+    local = _local(image_side, text_side, score, device)
     if scoring == "local":
         return local
     glob = _global(image_side, text_side, device)
-    return (1.0 - combined_weight) * glob + combined_weight * local / gamma2
+    return (1.0 - combined_weight) * glob + combined_weight * local / score.gamma2
 
 
 def _global(image_side, text_side, device) -> torch.Tensor:
@@ -191,14 +190,15 @@ def _global(image_side, text_side, device) -> torch.Tensor:
     return sim.float().cpu()
 
 
-def _local(image_side, text_side, gamma1, gamma2, chunk_size, device) -> torch.Tensor:
+def _local(image_side, text_side, score: ScoreConfig, device) -> torch.Tensor:
     from ..models.similarity import local_similarity
 
     lengths = text_side["lengths"]
     null = image_side.get("null_region")
     with torch.no_grad():
         sim = local_similarity(image_side["regions"].to(device), text_side["words"][:, : int(lengths.max())].to(device),
-                               lengths.to(device), gamma1=gamma1, gamma2=gamma2, chunk_size=chunk_size,
+                               lengths.to(device), gamma1=score.gamma1, gamma2=score.gamma2,
+                               chunk_size=score.chunk_size,
                                null_region=None if null is None else null.to(device))
     return sim.float().cpu()
 
@@ -232,8 +232,8 @@ def pooled_metrics(similarity, relevance, pools, ks=(1, 5, 10), expected_ties: b
 
     similarity, relevance: (N, N) for all studies, query rows; pools: index arrays from pool_indices.
     """
-    sim = _as_numpy(similarity)
-    rel = _as_numpy(relevance).astype(bool)
+    sim = as_numpy(similarity)
+    rel = as_numpy(relevance).astype(bool)
     metric = expected_metrics_random_ties if expected_ties else retrieval_metrics
     per_pool = [metric(sim[np.ix_(p, p)], rel[np.ix_(p, p)], ks) for p in pools]
     return {key: float(np.mean([m[key] for m in per_pool])) for key in per_pool[0]}
@@ -256,12 +256,12 @@ def perfect_similarity(texts) -> np.ndarray:
 def evaluate_retrieval(embeddings: dict, scorings=("global",), relevances=("instance",), directions=DIRECTIONS,
                        pool_mode: str = "full", pool_size: int | None = None, num_pools: int | None = None,
                        ks=(1, 5, 10), seed: int = 0, include_ceiling: bool = True, combined_weight: float = 0.5,
-                       gamma1: float = 4.0, gamma2: float = 5.0, chunk_size: int = 32,
-                       device: str | torch.device = "cpu") -> list[dict]:
+                       score: ScoreConfig | None = None, device: str | torch.device = "cpu") -> list[dict]:
     """Retrieval rows, one per (direction, scoring, relevance), each recording its protocol.
 
     embeddings: the dict of :func:`joimternet_lite.evaluate.embed.embed_dataset` (row i = study i,
-    one image per study). Each row holds direction, scoring, relevance, pool, pool_size, num_pools,
+    one image per study). ``score`` (``model.similarity.score``) is needed for local and combined
+    scorings. Each row holds direction, scoring, relevance, pool, pool_size, num_pools,
     n (queries per pool), seed, then R@k, median_rank, mean_rank, mrr (averaged over pools).
     With include_ceiling, scorings ``ceiling`` (a perfect model, ties against) and
     ``ceiling_random_ties`` (its expectation under random tie-breaking) are added.
@@ -271,8 +271,8 @@ def evaluate_retrieval(embeddings: dict, scorings=("global",), relevances=("inst
     protocol = dict(pool=pool_mode if pool_size else "full", pool_size=len(pools[0]), num_pools=len(pools),
                     n=len(pools[0]), seed=seed)
     relevance = {r: relevance_matrix(r, embeddings.get("texts"), embeddings.get("labels"), n) for r in relevances}
-    scores = {s: similarity_matrix(embeddings, embeddings, s, combined_weight, gamma1, gamma2, chunk_size,
-                                   device=device).numpy() for s in scorings}
+    scores = {s: similarity_matrix(embeddings, embeddings, s, combined_weight, score, device=device).numpy()
+              for s in scorings}
     rows = []
     for scoring, sim in scores.items():
         rows += _rows_for(sim, relevance, pools, directions, ks, dict(protocol, scoring=scoring))
