@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from joimternet_lite.data import views
-from joimternet_lite.data.synthetic import generate_study, render_lateral
+from joimternet_lite.data.synthcxr import generate_study, render_lateral
 
 
 def drawn_profile_film(profile: np.ndarray, rows: int = 64) -> np.ndarray:

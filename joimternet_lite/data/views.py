@@ -78,7 +78,7 @@ def fit_view_classifier(frontal: list[np.ndarray], lateral: list[np.ndarray]) ->
 def synth_training_films(n: int, seed: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``n`` SynthCXR frontal and ``n`` lateral films in [0, 1], each randomly cropped (80-100 % of
     each side) so the classifier does not rely on the generator's perfect centring."""
-    from .synthetic import generate_study, render_lateral  # the generator is only needed to fit
+    from .synthcxr import generate_study, render_lateral  # the generator is only needed to fit
 
     rng = np.random.default_rng(seed)
     frontal = [_random_crop(generate_study(i, seed=seed).image, rng) for i in range(n)]
