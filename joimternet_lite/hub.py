@@ -7,7 +7,7 @@ Taught in notebook 08. ``JoImTeRNet.from_pretrained(path)`` accepts
   does; the tokenizer is the run's ``tokenizer/``),
 - a run folder ``<run>`` (its newest complete checkpoint).
 
-``save_pretrained(dir)`` writes ``model.safetensors``, the word tokenizer (``tokenizer.json`` and
+``save_pretrained(dir)`` writes ``model.safetensors``, the tokenizer (``tokenizer.json`` and
 friends), ``text_encoder/`` for a pretrained sub-word text tower, ``config.json`` (the whole
 resolved config, the vocabulary size, the step, the dataset and the format version; written after
 the weights, so a folder without it is incomplete) and a ``README.md`` model card that states the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,11 @@ class Provenance:
     """What a saved model says about itself: its config, tokenizer, step, data and results."""
 
     config: Config
-    tokenizer: Any                     # PreTrainedTokenizerFast of the word-level vocabulary
+    tokenizer: Any                     # the word-level tokenizer, or the pretrained text tower's sub-word one
     step: int | None = None
     dataset: str | None = None         # manifest.json "source": synthcxr | openi | mimic-cxr
     results: dict | None = None        # the run's results.json
     source: str = ""                   # the folder it was loaded from
-    extra: dict = field(default_factory=dict)
 
 
 class PretrainedMixin(ModelHubMixin, library_name=LIBRARY, tags=["chest-x-ray", "image-text", "joimternet"]):
@@ -88,7 +87,7 @@ class PretrainedMixin(ModelHubMixin, library_name=LIBRARY, tags=["chest-x-ray", 
 
     @property
     def tokenizer(self):
-        """The word-level tokenizer of this model's vocabulary."""
+        """The tokenizer of this model's text tower (word level, or the pretrained sub-word one)."""
         return _require_provenance(self).tokenizer
 
     def save_pretrained(self, save_directory: str | Path, *, config: Config | None = None, tokenizer=None,
@@ -148,10 +147,9 @@ def write_folder(model, folder: Path) -> None:
     with atomic_path(folder / ckpt.MODEL_FILE) as tmp:
         save_model(model, str(tmp), metadata={"format": LIBRARY})
     info.tokenizer.save_pretrained(str(folder))
-    sub_word = getattr(model.text_encoder, "tokenizer", None)
-    if sub_word is not None:  # the pretrained text tower is rebuilt from this folder on load
+    if model.text_encoder.pretrained:  # the pretrained text tower is rebuilt from this folder on load
         model.text_encoder.bert.save_pretrained(str(folder / TEXT_ENCODER_DIR))
-        sub_word.save_pretrained(str(folder / TEXT_ENCODER_DIR))
+        info.tokenizer.save_pretrained(str(folder / TEXT_ENCODER_DIR))
     atomic_write_text(folder / CONFIG_FILE, json.dumps(folder_config(info, len(info.tokenizer)), indent=1))
     atomic_write_text(folder / "README.md", model_card(model))
 
@@ -187,13 +185,11 @@ def load_folder(path: Path, map_location: str | torch.device = "cpu"):
 
 
 def _load_saved(folder: Path, map_location) -> Any:
-    from .data.tokenizer import load_tokenizer
-
     meta = read_folder_config(folder)
     cfg = _config_from(meta["config"], folder / CONFIG_FILE, meta.get("package_version"))
     if (folder / TEXT_ENCODER_DIR).is_dir():
         cfg.model.text.pretrained_path = str(folder / TEXT_ENCODER_DIR)
-    tokenizer = load_tokenizer(folder)
+    tokenizer = _tokenizer(folder, cfg)
     model = _build(cfg, tokenizer, folder / ckpt.MODEL_FILE, map_location)
     model.provenance = Provenance(cfg, tokenizer, meta.get("step"), meta.get("dataset"), meta.get("results"),
                                   str(folder))
@@ -241,8 +237,6 @@ def _config_from(raw: dict, where: Path, package_version: str | None) -> Config:
 
 
 def _load_checkpoint(folder: Path, map_location) -> Any:
-    from .data.tokenizer import load_tokenizer
-
     run_dir = folder.parent.parent
     try:
         state = json.loads((folder / ckpt.STATE_FILE).read_text())
@@ -256,13 +250,24 @@ def _load_checkpoint(folder: Path, map_location) -> Any:
         raise PretrainedError(f"{run_dir / 'tokenizer'}: the run's tokenizer is missing; a checkpoint loads "
                               "from inside its run folder (<run>/checkpoints/step_*)")
     cfg = _config_from(state["config"], folder / ckpt.STATE_FILE, None)
-    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    tokenizer = _tokenizer(run_dir / "tokenizer", cfg)
     model = _build(cfg, tokenizer, None, map_location)
     ckpt.load_checkpoint(folder, model, vocab_size=len(tokenizer))  # verifies sizes and hashes
     results_file = run_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
     model.provenance = Provenance(cfg, tokenizer, state.get("step"), dataset_of(cfg), results, str(folder))
     return model.to(map_location).eval()
+
+
+def _tokenizer(folder: Path, cfg: Config):
+    """The word-level tokenizer, or the pretrained text tower's sub-word one, cut at data.max_length."""
+    from .data.tokenizer import load_pretrained_tokenizer, load_tokenizer
+
+    if cfg.model.text.pretrained_path:
+        return load_pretrained_tokenizer(folder, cfg.data.max_length)
+    tokenizer = load_tokenizer(folder)
+    tokenizer.model_max_length = cfg.data.max_length
+    return tokenizer
 
 
 def _build(cfg: Config, tokenizer, weights: Path | None, map_location):

@@ -167,3 +167,28 @@ def retrieval_grid(embeddings: dict, manifest, cfg, out_png: str | Path, queries
             if j == q:
                 ax.add_patch(patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec="#33cc33", lw=3))
     return _save(fig, out_png)
+
+
+def word_map_figure(image, words: list[str], maps, kind: str, title: str = "", columns: int = 6):
+    """The image, then each word's map (W, gh, gw) upsampled over it; image (1, S, S) in [-1, 1].
+
+    Used by ``ImageTextInference.plot_word_maps`` and ``python -m joimternet_lite ground``. Taught in
+    notebook 11. Returns the open Figure (save it with ``save_figure``).
+    """
+    size = image.shape[-1]
+    panels = len(words) + 1
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(rows, min(panels, columns), figsize=(1.9 * min(panels, columns), 2.1 * rows),
+                             squeeze=False)
+    for ax in axes.flat[panels:]:
+        ax.axis("off")
+    _show(axes.flat[0], image, textwrap.fill(title, 28) or "image", fontsize=7)
+    for ax, word, heat in zip(axes.flat[1:], words, maps, strict=False):
+        _show(ax, image, f"'{word}' ({kind})")
+        ax.imshow(heat.float().numpy(), cmap="inferno", alpha=0.55, extent=(0, size, size, 0), interpolation="nearest")
+    return fig
+
+
+def save_figure(fig, out_png: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    return _save(fig, out_png)
