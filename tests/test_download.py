@@ -16,6 +16,7 @@ from joimternet_lite.data.download import (
     physionet_auth,
     safe_extract,
 )
+from joimternet_lite.data.errors import SourceError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -148,3 +149,21 @@ def test_physionet_credentials_from_env_or_netrc(tmp_path, monkeypatch):
     monkeypatch.setenv("PHYSIONET_USERNAME", "bob")
     monkeypatch.setenv("PHYSIONET_PASSWORD", "pw")
     assert physionet_auth() == ("bob", "pw")
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_truncated_archive_names_file_and_fix(tmp_path, kind):
+    if kind == "tar":
+        archive = tmp_path / "NLMCXR_png.tgz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for i in range(20):
+                info = tarfile.TarInfo(f"png/{i}.png")
+                info.size = 4096
+                tar.addfile(info, io.BytesIO(bytes(range(256)) * 16))
+    else:
+        archive = tmp_path / "reports.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("a.txt", "z" * 5000)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(SourceError, match=rf"{archive.name}: .*truncated or damaged.*Download it again"):
+        safe_extract(archive, tmp_path / "out")

@@ -10,7 +10,9 @@ from test_dicom import RAMP, make_ds, save
 from test_openi import tree_digest
 
 from joimternet_lite.data import mimic
+from joimternet_lite.data.errors import SourceError
 from joimternet_lite.data.mimic import paper_split, parse_report, prepare_mimic
+from joimternet_lite.data.prepare import main as prepare_main
 from joimternet_lite.data.schema import load_manifest
 from joimternet_lite.data.skips import SkipLog, TooManySkipsError
 
@@ -93,7 +95,7 @@ def test_label_csv_blanks_uncertain_unknown_columns_and_bad_values(mimic_tree):
         assert labels["s50000001"]["Pneumonia"] is None and set(labels["s50000002"].values()) == {None}
         assert ignored == ["Extra Column"] and skips.counts() == {"bad_label_row": 1}
     (mimic_tree / "bad.csv").write_text("study_id,Atelectasis\n1,1\n")
-    with pytest.raises(mimic.MimicError, match="bad.csv: label columns missing"):
+    with pytest.raises(SourceError, match=r"bad.csv: column\(s\) \['Cardiomegaly', .*missing"):
         mimic.read_chexpert_csv(mimic_tree / "bad.csv", "keep", SkipLog())
 
 
@@ -141,11 +143,60 @@ def test_missing_source_prints_physionet_steps(tmp_path):
 
 
 def test_synthcxr_in_mimic_layout_prepares(tmp_path):
-    layouts = pytest.importorskip("joimternet_lite.data.layouts")
-    from joimternet_lite.data.synthetic import generate_synthcxr
+    layouts = pytest.importorskip("joimternet_lite.data.synthcxr")
+    from joimternet_lite.data.synthcxr import generate_synthcxr
 
     generate_synthcxr(tmp_path / "syn", num_studies=8, image_size=128, workers=1, progress=False)
     written = layouts.write_mimic_layout(tmp_path / "syn", tmp_path / "raw")
     summary = prepare_mimic(tmp_path / "raw", tmp_path / "out")
     assert (summary["studies"], summary["images"], summary["skipped"]) == (8, written["images"], 0)
     assert summary["frontal"] == 8
+
+
+def test_truncated_csv_gz_names_file_and_fix(mimic_tree, tmp_path):
+    split = mimic_tree / "mimic-cxr-2.0.0-split.csv.gz"
+    with gzip.open(split, "wt") as f:
+        f.write("dicom_id,study_id,subject_id,split\n" + "x,50000001,10000001,train\n" * 2000)
+    split.write_bytes(split.read_bytes()[:-20])
+    with pytest.raises(SourceError, match=r"split\.csv\.gz: .*truncated or damaged.*Download it again"):
+        prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7)
+
+
+@pytest.mark.parametrize("name, header, column", [
+    ("split", "dicom_id,study_id,subject_id,fold", "split"),
+    ("metadata", "dicom_id,subject_id,study_id,Rows", "ViewPosition"),
+])
+def test_csv_without_needed_column_names_file_and_fix(mimic_tree, tmp_path, name, header, column):
+    for old in mimic_tree.glob(f"*-{name}.csv*"):
+        old.unlink()
+    (mimic_tree / f"mimic-cxr-2.0.0-{name}.csv").write_text(header + "\naaa,50000001,10000001,train\n")
+    with pytest.raises(SourceError, match=rf"{name}\.csv: column\(s\) \['{column}'\] missing.*Download"):
+        prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7)
+
+
+@pytest.mark.parametrize("name, flag, option", [
+    ("chexpert", "allow_missing_labels", "--allow-missing-labels"),
+    ("metadata", "allow_missing_metadata", "--allow-missing-metadata"),
+])
+def test_missing_label_or_metadata_csv_is_an_error_unless_allowed(mimic_tree, tmp_path, caplog, name, flag, option):
+    (mimic_tree / f"mimic-cxr-2.0.0-{name}.csv").unlink()
+    with pytest.raises(mimic.MimicError, match=rf"mimic-cxr-2.0.0-{name}\.csv.* not found.*{option}"):
+        prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7)
+    assert prepare_main(["mimic-cxr", "--source", str(mimic_tree), "--out", str(tmp_path / "cli"),
+                         "--max-skip-fraction", "0.7"]) != 0
+    summary = prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7, **{flag: True})
+    rows = {r["study_id"]: r for r in load_manifest(tmp_path / "out")}
+    if name == "chexpert":  # every label blank: counted and warned about
+        assert summary["labels_from"] is None and summary["studies_without_labels"] == 2
+        assert set(rows["s50000001"]["labels"].values()) == {None}
+    else:  # the JPGs lose their views; the DICOM keeps the one in its header
+        assert rows["s50000001"]["views"] == ["unknown", "unknown"] and rows["s50000002"]["views"] == ["frontal"]
+        assert summary["views_from"] == "dicom_headers_only" and summary["unknown_view"] == 2
+    assert option in caplog.text
+
+
+def test_studies_missing_from_the_label_csv_are_counted(mimic_tree, tmp_path):
+    path = mimic_tree / "mimic-cxr-2.0.0-chexpert.csv"
+    path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")  # header + study 50000001 only
+    summary = prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7)
+    assert summary["studies_without_labels"] == 1  # s50000002

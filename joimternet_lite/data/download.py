@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import UserError
+from .errors import SourceError
+from .source_files import DAMAGED_ARCHIVE_ERRORS, damaged_archive
 
 CHUNK = 1 << 20
 NET_CHUNK = 1 << 16  # small reads: a cut connection loses at most this much of what arrived
@@ -34,7 +36,7 @@ class DownloadError(UserError, RuntimeError):
     """A download that failed or did not verify; the message says what to do by hand."""
 
 
-class UnsafeArchiveError(UserError, ValueError):
+class UnsafeArchiveError(SourceError):
     """An archive member that would escape the target folder or is not a regular file or folder."""
 
 
@@ -102,17 +104,21 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[Path]:
     """Extract a tar (any compression) or zip archive under ``target``; refuse unsafe members.
 
     All members are checked before anything is written. Returns the extracted files. Re-running
-    skips files already extracted with the same size (idempotent).
+    skips files already extracted with the same size (idempotent). A cut or corrupt archive raises
+    ``SourceError`` naming it.
     """
     archive, target = Path(archive), Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        return _extract_zip(archive, target)
     try:
-        tar = tarfile.open(archive)
-    except tarfile.TarError as err:
-        raise UnsafeArchiveError(f"{archive}: not a tar or zip archive ({err}); download it again") from err
-    with tar:
+        if zipfile.is_zipfile(archive):
+            return _extract_zip(archive, target)
+        return _extract_tar(archive, target)
+    except DAMAGED_ARCHIVE_ERRORS as err:
+        raise damaged_archive(archive, err) from err
+
+
+def _extract_tar(archive: Path, target: Path) -> list[Path]:
+    with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for m in members:
             _check_member_name(archive, m.name, target)

@@ -26,7 +26,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..atomic import atomic_write_text
 from .errors import SourceError
@@ -35,6 +34,7 @@ from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
 from .source_files import files_under, read_csv_table
 from .splits import DEFAULT_SEED, split_for
+from .verify import drop_bad_images
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,7 @@ def read_chexpert_csv(path: Path, uncertain: str, skips: SkipLog) -> tuple[dict[
     """study_id -> labels (1/0/-1/None after the uncertain policy); also the ignored unknown columns."""
     if uncertain not in UNCERTAIN_POLICIES:
         raise MimicError(f"uncertain policy {uncertain!r}: use one of {UNCERTAIN_POLICIES}")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("study_id", *CHEXPERT_LABELS) if c not in table.columns]
-    if missing:
-        raise MimicError(f"{path}: label columns missing: {missing}. Is this mimic-cxr-2.0.0-chexpert.csv?")
+    table = read_csv_table(path, ("study_id", *CHEXPERT_LABELS), "mimic-cxr-2.0.0-chexpert.csv")
     unknown = [c for c in table.columns if c not in ("subject_id", "study_id", *CHEXPERT_LABELS)]
     if unknown:
         log.warning("%s: ignoring unknown columns %s", path, unknown)
@@ -152,8 +149,17 @@ def find_csv(source: Path, suffix: str) -> Path | None:
 
 
 def prepare_mimic(source: str | Path, out: str | Path, split: str = "official", uncertain: str = "zeros",
-                  dedeid: str = "remove", seed: int = DEFAULT_SEED, max_skip_fraction: float = 0.1) -> dict:
-    """Build the manifest under ``out`` from a local MIMIC-CXR(-JPG) tree; return the summary counts."""
+                  dedeid: str = "remove", seed: int = DEFAULT_SEED, max_skip_fraction: float = 0.1,
+                  allow_missing_labels: bool = False, allow_missing_metadata: bool = False,
+                  verify_decode: bool = False) -> dict:
+    """Build the manifest under ``out`` from a local MIMIC-CXR(-JPG) tree; return the summary counts.
+
+    Every image is checked (:mod:`.verify`; ``verify_decode`` decodes each one too); a corrupt one
+    is a counted skip.
+
+    A missing CheXpert label CSV (every label blank) or metadata CSV (every JPG view unknown, so
+    laterals would train as frontal films) is an error unless the matching ``allow_missing_*`` is set.
+    """
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise MimicError(f"{source}: source folder not found.\n{physionet_steps()}")
@@ -163,11 +169,13 @@ def prepare_mimic(source: str | Path, out: str | Path, split: str = "official", 
     studies = _find_studies(source)
     if not studies:
         raise MimicError(f"{source}: no files/pXX/pXXXXXXXX/sXXXXXXXX folders or report .txt files found.\n{physionet_steps()}")
-    meta = _read_metadata(source)
+    meta = _read_metadata(source, studies, allow_missing_metadata)
     official = _read_official_split(source)
-    label_csv = find_csv(source, "chexpert")
+    label_csv = _find_label_csv(source, allow_missing_labels)
     labels, ignored = read_chexpert_csv(label_csv, uncertain, skips) if label_csv else ({}, [])
-    records, counts = _build_records(studies, meta, labels, dedeid, skips)
+    records, counts = _build_records(studies, meta or {}, labels, dedeid, skips)
+    records = drop_bad_images(records, skips, decode=verify_decode)
+    counts["views_from"] = "metadata_csv" if meta is not None else "dicom_headers_only"
     if not official:
         log.warning("%s: no mimic-cxr-2.0.0-split.csv(.gz); studies get a seeded hash split instead", source)
         official = {r["study_id"]: split_for(r["study_id"], seed) for r in records}
@@ -175,6 +183,7 @@ def prepare_mimic(source: str | Path, out: str | Path, split: str = "official", 
     kept = [{**r, "split": chosen[r["study_id"]]} for r in records if r["study_id"] in chosen]
     counts["left_out_by_split"] = len(records) - len(kept)  # paper: the official test studies
     summary = _summarise(counts, kept, studies, skips, out, split, uncertain, ignored, label_csv)
+    _warn_about_gaps(summary, out)
     if split == "paper":
         summary["paper_split_file"] = _write_split_file(out, kept, seed)
     if kept:
@@ -197,19 +206,41 @@ def _find_studies(source: Path) -> dict[str, dict]:
     return studies
 
 
-def _read_metadata(source: Path) -> dict[str, str]:
+def _find_label_csv(source: Path, allow_missing: bool) -> Path | None:
+    path = find_csv(source, "chexpert")
+    if path is None:
+        _missing_csv(source, "chexpert", "every label would be blank (classification has nothing to score)",
+                      "--allow-missing-labels", allow_missing)
+    return path
+
+
+def _read_metadata(source: Path, studies: dict[str, dict], allow_missing: bool) -> dict[str, str] | None:
+    """dicom_id -> ViewPosition, or None without the metadata CSV (then only DICOM headers give views)."""
     path = find_csv(source, "metadata")
     if path is None:
-        return {}
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return dict(zip(table["dicom_id"], table.get("ViewPosition", pd.Series([""] * len(table))), strict=True))
+        n_jpg = sum(p.suffix.lower() != ".dcm" for s in studies.values() for p in s["images"])
+        if n_jpg:
+            _missing_csv(source, "metadata", f"the views of {n_jpg} JPG/PNG images would be unknown and laterals "
+                         "would train as frontal films", "--allow-missing-metadata", allow_missing)
+        return None
+    table = read_csv_table(path, ("dicom_id", "ViewPosition"), "mimic-cxr-2.0.0-metadata.csv")
+    return dict(zip(table["dicom_id"], table["ViewPosition"], strict=True))
+
+
+def _missing_csv(source: Path, name: str, consequence: str, option: str, allowed: bool) -> None:
+    """Raise (or, when ``allowed``, log) that ``mimic-cxr-2.0.0-<name>.csv`` is not under ``source``."""
+    problem = f"{source}: mimic-cxr-2.0.0-{name}.csv(.gz) not found, so {consequence}"
+    if not allowed:
+        raise MimicError(f"{problem}. Download it from https://physionet.org/content/mimic-cxr-jpg/ into "
+                         f"{source}, or pass {option} to prepare without it.")
+    log.warning("%s; going on because of %s", problem, option)
 
 
 def _read_official_split(source: Path) -> dict[str, str]:
     path = find_csv(source, "split")
     if path is None:
         return {}
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_csv_table(path, ("study_id", "split"), "mimic-cxr-2.0.0-split.csv")
     return {f"s{s.lstrip('s')}": v for s, v in zip(table["study_id"], table["split"], strict=True)}
 
 
@@ -227,7 +258,8 @@ def _view_of(image: Path, meta: dict[str, str]) -> str:
 
 
 def _build_records(studies, meta, labels, dedeid, skips):
-    counts = {"reports_without_images": 0, "images_without_reports": 0, "empty_sections": {"findings": 0, "impression": 0}}
+    counts = {"reports_without_images": 0, "images_without_reports": 0, "studies_without_labels": 0,
+              "empty_sections": {"findings": 0, "impression": 0}}
     records = []
     for study_id, entry in sorted(studies.items()):
         images = [p for p in entry["images"] if _nonempty_image(p, skips)]
@@ -245,6 +277,7 @@ def _build_records(studies, meta, labels, dedeid, skips):
         counts["empty_sections"]["impression"] += not parsed["impression"]
         if not usable_report_text(parsed["text"], str(entry["report"]), skips):
             continue
+        counts["studies_without_labels"] += study_id not in labels
         records.append({
             "study_id": study_id, "image_paths": [str(p.resolve()) for p in images],
             "views": [_view_of(p, meta) for p in images], **parsed,
@@ -264,6 +297,15 @@ def _write_split_file(out: Path, records: list[dict], seed: int) -> dict:
     text = "study_id,split\n" + "".join(f"{r['study_id']},{r['split']}\n" for r in sorted(records, key=lambda r: r["study_id"]))
     atomic_write_text(out / "paper_split.csv", text)
     return {"path": str(out / "paper_split.csv"), "seed": seed, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _warn_about_gaps(summary: dict, out: Path) -> None:
+    """Log the kept studies that train with less than they should: blank labels, unknown views."""
+    gaps = {"studies_without_labels": "kept studies have no row in the label CSV (all labels blank)",
+            "unknown_view": "kept images have an unknown view (training uses them when a study has no frontal)"}
+    for key, what in gaps.items():
+        if summary[key]:
+            log.warning("%d %s; counts in %s", summary[key], what, out / "summary.json")
 
 
 def _summarise(counts, records, studies, skips, out, split, uncertain, ignored, label_csv) -> dict:

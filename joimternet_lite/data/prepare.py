@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--max-skip-fraction", type=check_fraction, default=0.1,
                        help="fail when more than this fraction of studies is skipped (default 0.1)")
+        p.add_argument("--verify-decode", action="store_true",
+                       help="decode every image (slower) instead of only checking its file structure")
     openi.add_argument("--text", choices=TEXT_CHOICES, default="findings_or_impression",
                        help="training text (default: findings, impression if findings is empty)")
     openi.add_argument("--publish-splits", type=Path, default=None,
@@ -40,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     mimic.add_argument("--split", choices=SPLIT_CHOICES, default="official")
     mimic.add_argument("--uncertain", choices=UNCERTAIN_POLICIES, default="zeros",
                        help="CheXpert -1: keep, or map to 0 (zeros) or 1 (ones)")
+    mimic.add_argument("--allow-missing-labels", action="store_true",
+                       help="go on without mimic-cxr-2.0.0-chexpert.csv (every label blank)")
+    mimic.add_argument("--allow-missing-metadata", action="store_true",
+                       help="go on without mimic-cxr-2.0.0-metadata.csv (JPG views unknown: laterals may train)")
     return parser
 
 
@@ -53,10 +59,13 @@ def main(argv: list[str] | None = None, debug: bool = False) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     if args.dataset == "openi":
         summary = prepare_openi(args.source, args.out, text_choice=args.text, dedeid=args.dedeid, seed=args.seed,
-                                max_skip_fraction=args.max_skip_fraction, publish_dir=args.publish_splits)
+                                max_skip_fraction=args.max_skip_fraction, publish_dir=args.publish_splits,
+                                verify_decode=args.verify_decode)
     else:
         summary = prepare_mimic(args.source, args.out, split=args.split, uncertain=args.uncertain,
-                                dedeid=args.dedeid, seed=args.seed, max_skip_fraction=args.max_skip_fraction)
+                                dedeid=args.dedeid, seed=args.seed, max_skip_fraction=args.max_skip_fraction,
+                                allow_missing_labels=args.allow_missing_labels,
+                                allow_missing_metadata=args.allow_missing_metadata, verify_decode=args.verify_decode)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("skip_list", "skips_by_kind")}, indent=2))
     kinds = ", ".join(f"{k}: {n}" for k, n in summary["skips_by_kind"].items()) or "none"
     print(f"skipped {summary['skipped']} ({kinds}); list in {summary['skip_list']}")

@@ -32,8 +32,9 @@ def files_under(root: Path, pattern: str) -> list[Path]:
 
 def damaged_archive(path: Path, err: BaseException) -> SourceError:
     """The error for a truncated or corrupt archive or compressed file at ``path``."""
+    detail = " ".join(str(err).split())  # tarfile lists every method it tried, one per line
     return SourceError(
-        f"{path}: the archive or compressed file is truncated or damaged ({type(err).__name__}: {err}). "
+        f"{path}: the archive or compressed file is truncated or damaged ({type(err).__name__}: {detail}). "
         "Download it again (an interrupted download leaves a short file); raw data is only read."
     )
 
