@@ -16,7 +16,6 @@ from joimternet_lite.data import openi
 from joimternet_lite.data.errors import SourceError
 from joimternet_lite.data.openi import (
     chexpert_labels_from_mesh,
-    guess_view,
     link_image,
     parse_report_xml,
     prepare_openi,
@@ -26,6 +25,7 @@ from joimternet_lite.data.report_text import remove_deid
 from joimternet_lite.data.schema import ManifestError, load_manifest
 from joimternet_lite.data.skips import TooManySkipsError
 from joimternet_lite.data.splits import split_for
+from joimternet_lite.data.views import guess_view
 
 SPLITS_DIR = Path(__file__).resolve().parents[1] / "data_scripts" / "splits"
 
@@ -282,3 +282,17 @@ def test_damaged_manifest_names_file_and_fix(nlm_tree, tmp_path, damage):
         where = r"manifest"
     with pytest.raises(ManifestError, match=rf"{where}: .*damaged.*Re-run the prepare command"):
         load_manifest(tmp_path / "out")
+
+
+def test_second_xml_with_same_uid_and_other_text_is_a_counted_skip(nlm_tree, tmp_path):
+    (nlm_tree / "ecgen-radiology").mkdir()
+    with tarfile.open(nlm_tree / "NLMCXR_reports.tgz") as tar:  # an extracted copy beside its archive: no skip
+        (nlm_tree / "ecgen-radiology" / "2.xml").write_bytes(tar.extractfile("ecgen-radiology/2.xml").read())
+    (nlm_tree / "ecgen-radiology" / "3.xml").write_bytes(openi_xml(3, "A different finding.", images=[]))
+    summary = prepare_openi(nlm_tree, tmp_path / "out", max_skip_fraction=0.5)
+    assert summary["reports"] == 5
+    assert summary["skips_by_kind"] == {"conflicting_report": 1, "empty_report": 1, "missing_image": 1}
+    skipped = [json.loads(line) for line in (tmp_path / "out" / "skips.jsonl").read_text().splitlines()]
+    (conflict,) = [s for s in skipped if s["kind"] == "conflicting_report"]
+    assert conflict["file"].endswith("NLMCXR_reports.tgz:ecgen-radiology/3.xml")
+    assert "ecgen-radiology/3.xml" in conflict["reason"] and "uId 3" in conflict["reason"]

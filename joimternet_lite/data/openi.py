@@ -6,7 +6,9 @@ Taught in notebook 12. Accepted source layouts (any subset, in any sub-folders o
   the Kaggle ``indiana_reports.csv`` is used only when there is no XML;
 - images: the NLM PNG folder (``CXR<uid>_IM-xxxx-yyyy.png``), the Kaggle ``images_normalized`` folder
   (``<uid>_IM-xxxx-yyyy.dcm.png``), or ``NLMCXR_png.tgz`` (extracted safely into ``out/images``);
-- views: ``indiana_projections.csv`` when present, else :func:`guess_view` (an image heuristic).
+- views: ``indiana_projections.csv`` when present, else the image classifier of :mod:`.views`.
+
+Every linked image is checked (:mod:`.verify`, in parallel); a corrupt one is a counted skip.
 
 Decisions (written here because the paper is silent):
 
@@ -36,17 +38,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from ..atomic import atomic_write_text
-from .errors import ImageReadError, SourceError
-from .images import read_image
+from .errors import SourceError
 from .report_text import DEDEID_CHOICES, clean_whitespace, remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
 from .source_files import files_under, iter_tar_files, read_csv_table
 from .splits import DEFAULT_SEED, SPLIT_FRACTIONS, split_for
+from .verify import drop_bad_images
+from .views import views_line
 
 SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 TEXT_CHOICES = ("findings_or_impression", "findings_impression", "impression")
@@ -84,11 +84,6 @@ OPENI8_RULES: dict[str, tuple[str, ...]] = {
 OPENI8_LABELS = tuple(OPENI8_RULES)
 
 _IMAGE_NAME = re.compile(r"^(?:CXR)?(?P<uid>\d+)_(?P<im>IM-\d+(?:-\d+)*)", re.IGNORECASE)
-# Frontal films show a bright mediastinum between two dark lung fields; laterals do not.
-# Threshold set on 17 real OpenI images (9 frontal, 8 lateral, labelled by eye): 17/17 correct, but
-# in-sample (the threshold was chosen on them; margins 0.067 vs 0.059), so expect errors on the full
-# collection; prefer the projections CSV. On SynthCXR films (tests) it matches the true views.
-VIEW_PEAK_THRESHOLD = 0.06
 
 
 class OpenIError(SourceError):
@@ -191,16 +186,6 @@ def read_projections(path: Path) -> dict[tuple[str, str], str]:
     return views
 
 
-def guess_view(image: np.ndarray) -> str:
-    """Frontal or lateral from pixels (H, W) in [0, 1]: frontal films have a bright mediastinum
-    between two darker lung fields in the upper half. Accuracy: see VIEW_PEAK_THRESHOLD."""
-    small = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((64, 64), Image.BILINEAR),
-                       dtype=np.float32) / 255.0
-    profile = small[10:40].mean(axis=0)
-    centre, left, right = profile[28:36].mean(), profile[14:22].mean(), profile[42:50].mean()
-    return "frontal" if centre - max(left, right) > VIEW_PEAK_THRESHOLD else "lateral"
-
-
 def mesh_labels(major: list[str], rules: dict[str, tuple[str, ...]]) -> dict[str, int | None]:
     """Labels from MeSH major terms (see the module docstring for the 0 / None convention)."""
     terms = [t.lower().strip() for t in major]
@@ -229,7 +214,7 @@ def study_text(findings: str, impression: str, choice: str) -> str:
 
 def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findings_or_impression",
                   dedeid: str = "remove", seed: int = DEFAULT_SEED, max_skip_fraction: float = 0.1,
-                  publish_dir: str | Path | None = None) -> dict:
+                  publish_dir: str | Path | None = None, verify_decode: bool = False) -> dict:
     """Parse ``source`` into a manifest under ``out``; return (and save as ``out/summary.json``) the counts.
 
     Raw files are only read. ``publish_dir`` also writes the label and split files published under
@@ -245,6 +230,9 @@ def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findi
     images = _load_images(source, out)
     projections = next((read_projections(p) for p in files_under(source, "indiana_projections.csv")), None)
     records, counts = _build_records(reports, images, projections, text_choice, dedeid, seed, skips)
+    records = drop_bad_images(records, skips, decode=verify_decode, classify_views=projections is None)
+    print(views_line([v for r in records for v in r["views"]],
+                     "indiana_projections.csv" if projections is not None else "the image classifier"))
     if publish_dir is not None:
         publish_splits(reports, Path(publish_dir), seed)
     summary = _summarise(counts, reports, images, records, projections is not None, skips, out)
@@ -327,21 +315,10 @@ def _report_images(report, images, projections, skips) -> tuple[list[Path], list
         if path.stat().st_size == 0:
             skips.add("empty_image", path, "zero-byte file; copy or download it again")
             continue
-        view = _view_of(path, projections, skips)
-        if view is not None:
-            paths.append(path)
-            views.append(view)
+        paths.append(path)
+        # Without the CSV the view stays "unknown" until drop_bad_images classifies the image.
+        views.append("unknown" if projections is None else projections.get(image_key(path.name), "unknown"))
     return paths, views
-
-
-def _view_of(path: Path, projections, skips) -> str | None:
-    if projections is not None:
-        return projections.get(image_key(path.name), "unknown")
-    try:
-        return guess_view(read_image(path))
-    except ImageReadError as err:
-        skips.add("bad_image", path, str(err))
-        return None
 
 
 def _summarise(counts, reports, images, records, had_projections, skips, out) -> dict:

@@ -91,3 +91,9 @@ def _random_crop(film: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ch, cw = int(h * rng.uniform(0.8, 1.0)), int(w * rng.uniform(0.8, 1.0))
     y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
     return film[y:y + ch, x:x + cw].astype(np.float32) / 255.0
+
+
+def views_line(views: list[str], decided_by: str) -> str:
+    """The ``prepare`` log line saying how views were decided and how many of each."""
+    counts = ", ".join(f"{views.count(v)} {v}" for v in ("frontal", "lateral", "unknown"))
+    return f"views of {len(views)} images decided by {decided_by}: {counts}"
