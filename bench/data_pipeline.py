@@ -90,9 +90,9 @@ def main() -> None:
             print(f"build_cache mixed, {workers} worker(s): {s['images_per_s']:.1f} img/s "
                   f"({s['images_per_s'] / workers:.1f} per core)")
         try:
-            from joimternet_lite.data.synthetic import generate_synthcxr
+            from joimternet_lite.data.synthcxr import generate_synthcxr
         except ImportError:
-            print("SynthCXR: joimternet_lite.data.synthetic.generate_synthcxr not available")
+            print("SynthCXR: joimternet_lite.data.synthcxr.generate_synthcxr not available")
             return
         for size in (256, 512):
             start = time.perf_counter()

@@ -24,7 +24,7 @@ nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c "import torch; print('torch', torch.__version__, 'gpu', torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported())" | tee -a "$OUT/summary.txt"
 
 say "generating SynthCXR (3000 studies, 256 px)"
-$PY -c "import os; from joimternet_lite.data.synthetic import generate_synthcxr as g; g('$WORK/synth', num_studies=3000, image_size=256, seed=0, workers=os.cpu_count(), progress=False)" \
+$PY -c "import os; from joimternet_lite.data.synthcxr import generate_synthcxr as g; g('$WORK/synth', num_studies=3000, image_size=256, seed=0, workers=os.cpu_count(), progress=False)" \
     >"$OUT/generate.log" 2>&1 || { say "generation failed"; tail -30 "$OUT/generate.log"; }
 
 COMMON="data.root=$WORK/synth train.log_every=1"

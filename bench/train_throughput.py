@@ -24,7 +24,7 @@ import torch
 
 from joimternet_lite.config import load_config
 from joimternet_lite.data.cache import build_cache
-from joimternet_lite.data.synthetic import generate_synthcxr
+from joimternet_lite.data.synthcxr import generate_synthcxr
 from joimternet_lite.device import pick_device, to_device
 from joimternet_lite.distributed import DistInfo
 from joimternet_lite.train import (

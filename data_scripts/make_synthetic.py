@@ -15,9 +15,14 @@ import argparse
 import time
 from pathlib import Path
 
-from joimternet_lite.data.layouts import write_mimic_layout, write_openi_layout
 from joimternet_lite.data.schema import CHEXPERT_LABELS
-from joimternet_lite.data.synthetic import Difficulty, generate_synthcxr, write_split_file
+from joimternet_lite.data.synthcxr import (
+    Difficulty,
+    generate_synthcxr,
+    write_mimic_layout,
+    write_openi_layout,
+    write_split_file,
+)
 
 LAYOUTS = ("openi", "mimic-jpg", "mimic-dcm")
 

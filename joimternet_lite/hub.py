@@ -42,7 +42,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "user/repo"; anything else
 # dataset source (manifest.json "source") -> (card licence id, licence statement)
 DATA_LICENCES = {
     "synthcxr": ("mit", "SynthCXR is synthetic: images and reports drawn by this project's generator "
-                        "(`joimternet_lite.data.synthetic`), no patient data. The weights carry the "
+                        "(`joimternet_lite.data.synthcxr`), no patient data. The weights carry the "
                         "project's MIT licence."),
     "openi": ("cc-by-nc-nd-4.0", "OpenI-IU (Indiana University chest X-ray collection), licensed CC BY-NC-ND "
                                  "4.0: non-commercial use, attribution, no derivatives of the data itself."),

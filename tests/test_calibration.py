@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from joimternet_lite.config import load_config
 from joimternet_lite.data.dataset import labels_to_tensor
 from joimternet_lite.data.schema import CHEXPERT_LABELS
-from joimternet_lite.data.synthetic import generate_study
+from joimternet_lite.data.synthcxr import generate_study
 from joimternet_lite.data.transforms import build_transforms, to_tensor
 from joimternet_lite.evaluate.classification import linear_probe_scores, prepare_targets
 from joimternet_lite.models.image_encoder import build_image_encoder

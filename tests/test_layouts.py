@@ -11,9 +11,13 @@ import pydicom
 import pytest
 from PIL import Image
 
-from joimternet_lite.data.layouts import write_mimic_layout, write_openi_layout
 from joimternet_lite.data.schema import CHEXPERT_LABELS, load_manifest
-from joimternet_lite.data.synthetic import generate_synthcxr, has_lateral
+from joimternet_lite.data.synthcxr import (
+    generate_synthcxr,
+    has_lateral,
+    write_mimic_layout,
+    write_openi_layout,
+)
 
 N = 10
 # Element paths of the real NLM ecgen-radiology reports (derived by hand from eight real files):

@@ -213,7 +213,7 @@ def test_loss_under_bf16_autocast():
 
 def sixteen_synthcxr_pairs(size=64):
     """16 SynthCXR studies with distinct reports (identical reports would tie), images at ``size``."""
-    from joimternet_lite.data.synthetic import generate_study
+    from joimternet_lite.data.synthcxr import generate_study
     from joimternet_lite.data.tokenizer import build_tokenizer
 
     studies, seen, index = [], set(), 0

@@ -16,7 +16,7 @@ from joimternet_lite.data import dataset as pkg_dataset
 from joimternet_lite.data import tokenizer as pkg_tokenizer
 from joimternet_lite.data import transforms as pkg_transforms
 from joimternet_lite.data.dicom import read_dicom
-from joimternet_lite.data.synthetic import generate_synthcxr
+from joimternet_lite.data.synthcxr import generate_synthcxr
 from joimternet_lite.models import image_encoder as pkg_image
 from joimternet_lite.models import text_encoder as pkg_text
 

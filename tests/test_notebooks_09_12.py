@@ -10,8 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from joimternet_lite.course import import_definitions
 from joimternet_lite.data import openi as pkg_openi
-from joimternet_lite.data.layouts import write_openi_layout
-from joimternet_lite.data.synthetic import generate_synthcxr
+from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
 from joimternet_lite.evaluate import classification as pkg_cls
 from joimternet_lite.evaluate import grounding as pkg_ground
 from joimternet_lite.evaluate import retrieval as pkg_ret

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from joimternet_lite.cli import main as cli_main
-from joimternet_lite.data.layouts import write_openi_layout
-from joimternet_lite.data.synthetic import generate_synthcxr
+from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
 
 TINY = ["data.num_studies=40", "data.image_size=64", "data.synth_image_size=128", "train.steps=3",
         "train.batch_size=8", "train.checkpoint_every=2", "eval.bootstrap=5"]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from joimternet_lite.data.schema import CHEXPERT_LABELS, load_manifest
-from joimternet_lite.data.synthetic import (
+from joimternet_lite.data.synthcxr import (
     Difficulty,
     generate_study,
     generate_synthcxr,

@@ -168,7 +168,7 @@ def load_training_data(cfg: Config, tokenizer_dir: str | Path | None = None):
     """
     root = Path(cfg.data.root)
     if cfg.data.source == "synthetic" and not (root / "manifest.json").exists():
-        from .synthetic import generate_synthcxr
+        from .synthcxr import generate_synthcxr
 
         generate_synthcxr(root, num_studies=cfg.data.num_studies, image_size=cfg.data.synth_image_size,
                           seed=cfg.data.seed)
