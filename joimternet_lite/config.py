@@ -402,7 +402,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
 
 def validate(cfg: Config) -> Config:
     """Check every field named in ``RULES``; raise ``ConfigError`` naming the key, value and accepted range."""
-    flat = _flatten(to_dict(cfg))
+    flat = flatten(to_dict(cfg))
     for key, rule in RULES.items():
         value = flat[key]
         for item in value if isinstance(value, list) else [value]:
@@ -422,11 +422,12 @@ def _accepted(rule: Range | tuple[str, ...]) -> str:
     return f"use one of {', '.join(rule)}"
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """Nested sections -> ``{"train.steps": 300, ...}`` (dotted keys, as overrides name them)."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
+            out |= flatten(v, f"{prefix}{k}.")
         else:
             out[f"{prefix}{k}"] = v
     return out

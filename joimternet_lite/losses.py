@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LossConfig
+from .config import LossConfig, ScoreConfig
 from .models.similarity import global_similarity, local_similarity
 
 NEGATIVE_MODES = ("random", "hardest", "all")
@@ -99,16 +99,20 @@ class JoImTeRNetLoss(nn.Module):
     """``loss(out, gathered=None, rank_offset=0, same_report=None, generator=None) -> (total, terms)``.
 
     ``out`` is the model's output dict; ``terms`` maps ``{ce,triplet}_{global,local}_{i2t,t2i}`` to
-    detached values (only the enabled levels and families).
+    detached values (only the enabled levels and families). ``score`` is the model's
+    ``model.similarity.score`` (gamma1, gamma2, chunk size of S_w); the local terms need it.
     """
 
-    def __init__(self, cfg: LossConfig):
+    def __init__(self, cfg: LossConfig, score: ScoreConfig | None = None):
         super().__init__()
         if cfg.negatives not in NEGATIVE_MODES:
             raise ValueError(f"loss.negatives={cfg.negatives!r}: use one of {NEGATIVE_MODES}")
         if not (cfg.use_global or cfg.use_local):
             raise ValueError("loss.use_global and loss.use_local are both false: nothing to train")
-        self.cfg = cfg
+        if cfg.use_local and score is None:
+            raise ValueError("the local terms score with the model's settings: build the loss as "
+                             "JoImTeRNetLoss(cfg.loss, model.similarity.score)")
+        self.cfg, self.score = cfg, score
 
     def forward(self, out: dict, gathered: dict | None = None, rank_offset: int = 0,
                 same_report: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -156,11 +160,11 @@ class JoImTeRNetLoss(nn.Module):
         return _level(scores, rank_offset if gathered else 0, same_report)
 
     def _local_level(self, out, gathered, rank_offset, same_report, num_pairs):
-        cfg = self.cfg
+        sc = self.score
         null = out.get("null_region")
 
         def score(regions, text):
-            return local_similarity(regions, *text, cfg.gamma1, cfg.gamma2, cfg.chunk_size, null_region=null)
+            return local_similarity(regions, *text, sc.gamma1, sc.gamma2, sc.chunk_size, null_region=null)
 
         mine = (out["regions"], (out["words"], out["lengths"]))
         local_keys = ("regions", "words", "lengths")

@@ -7,6 +7,7 @@ protocol, so the report can show what pre-training bought. Taught across noteboo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config
+from . import checkpoint as ckpt
+from .atomic import atomic_write_text
+from .config import Config, from_dict, to_dict
 from .data.dataset import load_training_data, make_dataloader, make_dataset
 from .device import pick_device
 from .evaluate import (
@@ -64,16 +67,19 @@ def embed_split(cfg: Config, model, tokenizer, manifest, split: str, device, kee
 
 
 def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: str = "test",
-                   scorings: tuple[str, ...] = ("global", "local", "combined")) -> dict:
-    """Retrieval (for each of ``scorings``), linear-probe classification and (on SynthCXR) grounding rows."""
+                   scorings: tuple[str, ...] | None = None) -> dict:
+    """Retrieval (for each of ``scorings``, default ``eval.scorings``), linear-probe classification
+    and (on SynthCXR) grounding rows. Retrieval follows ``eval`` (relevances, pools, combined
+    weight, seed) and scores with the model's own ``similarity.score``."""
     model = model.to(device).eval()
     test = embed_split(cfg, model, tokenizer, manifest, eval_split, device, keep_local=True)
     train = embed_split(cfg, model, tokenizer, manifest, "train", device, keep_local=False)
-    gamma = dict(gamma1=cfg.loss.gamma1, gamma2=cfg.loss.gamma2, chunk_size=cfg.loss.chunk_size)
+    ev = cfg.eval
     results = {
-        "retrieval": evaluate_retrieval(test, scorings=scorings,
-                                        relevances=("instance", "dedup"), device=device, seed=cfg.eval.seed,
-                                        combined_weight=cfg.eval.combined_weight, **gamma),
+        "retrieval": evaluate_retrieval(test, scorings=scorings or ev.scorings, relevances=ev.relevances,
+                                        pool_mode="random" if ev.pool_size else "full", pool_size=ev.pool_size,
+                                        num_pools=ev.num_pools, seed=ev.seed, combined_weight=ev.combined_weight,
+                                        score=model.similarity.score, device=device),
         "classification": [evaluate_frozen(train, test, "linear", cfg.eval.uncertain_policy,
                                            n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed)],
     }
@@ -85,8 +91,15 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
         swap = laterality_swap(model, tokenizer, test["regions"], targets, model.grid, device=device)
         results["laterality_swap"] = [r for r in summarize_grounding(swap, values=LATERALITY_VALUES)
                                       if r["type"] == "all"]
+    results["skipped_studies"] = {eval_split: skipped_studies(test), "train": skipped_studies(train)}
     results["embeddings"] = test
     return results
+
+
+def skipped_studies(embeddings: dict) -> dict:
+    """``{"studies": studies in the split, "skipped": [{"study_id", "reason"}]}`` of one embedded split."""
+    skipped = [{"study_id": sid, "reason": reason} for sid, reason in embeddings["skipped"]]
+    return {"studies": len(embeddings["study_ids"]) + len(skipped), "skipped": skipped}
 
 
 def untrained_model(cfg: Config, vocab_size: int):
@@ -97,53 +110,84 @@ def untrained_model(cfg: Config, vocab_size: int):
 def run_demo(cfg: Config, resume: bool = True) -> Path:
     """Generate SynthCXR, train ``cfg``, evaluate trained vs untrained, write ``<out_dir>/report.md``.
 
-    A re-run resumes training from the last checkpoint (a finished run only re-evaluates).
+    A re-run resumes training from the last checkpoint (a finished run only re-evaluates). The
+    evaluation is :func:`evaluate_run`'s, so the report names the checkpoint it measured.
     """
-    from .report import write_report
     from .train import train
     from .viz import contact_sheet
 
     started = time.perf_counter()
     out_dir = Path(cfg.train.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage(1, 4, f"data: SynthCXR in {cfg.data.root} ({cfg.data.num_studies} studies)")
-    manifest, tokenizer = load_training_data(cfg)
-    stats = dataset_statistics(manifest)
-    print_statistics(stats)
+    stage(1, 3, f"data: SynthCXR in {cfg.data.root} ({cfg.data.num_studies} studies)")
+    manifest, _ = load_training_data(cfg)
+    print_statistics(dataset_statistics(manifest))
     contact_sheet(cfg.data.root, out_dir / "contact_sheet.png", n=16)
     print(f"contact sheet: {out_dir / 'contact_sheet.png'}")
 
-    stage(2, 4, f"training {cfg.name} for {cfg.train.steps} steps")
-    result = train(cfg, resume=resume)
+    stage(2, 3, f"training {cfg.name} for {cfg.train.steps} steps")
+    train(cfg, resume=resume)
 
-    stage(3, 4, "evaluating the trained model and the untrained baseline on the test split")
-    device = pick_device(cfg.train.device)
-    trained = evaluate_model(cfg, result.model, tokenizer, manifest, device)
-    baseline = evaluate_model(cfg, untrained_model(cfg, len(tokenizer)), tokenizer, manifest, device)
-
-    stage(4, 4, f"writing the report to {out_dir / 'report.md'}")
-    report = write_report(cfg, out_dir, stats, trained, baseline, result.model, tokenizer, manifest, device)
+    stage(3, 3, "evaluating the newest checkpoint and the untrained baseline on the test split; writing the report")
+    report = evaluate_run(cfg)
     summary = {"seconds": round(time.perf_counter() - started, 1), "report": str(report)}
-    (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out_dir / "demo_summary.json", json.dumps(summary, indent=2))
     print(f"done in {summary['seconds']:.0f} s; open {report}")
     return report
 
 
 def evaluate_run(cfg: Config) -> Path:
-    """Evaluate the final checkpoint of ``cfg.train.out_dir`` and write its report."""
-    from . import checkpoint as ckpt
+    """Evaluate the newest verified checkpoint of ``cfg.train.out_dir`` and write its report.
+
+    The model, data and training settings are the run's own (recorded in the checkpoint); from
+    ``cfg`` only ``eval``, ``train.device`` and ``train.out_dir`` apply. Newer checkpoints that fail
+    verification are passed over, and the report and ``results.json`` say which and why.
+    """
     from .report import write_report
 
     out_dir = Path(cfg.train.out_dir)
-    found = ckpt.latest_checkpoint(out_dir)
-    if found is None:
-        raise FileNotFoundError(f"{out_dir}: no checkpoint to evaluate; train first "
-                                f"(python -m joimternet_lite train --config {cfg.name})")
-    manifest, tokenizer = load_training_data(cfg, tokenizer_dir=out_dir / "tokenizer")
-    device = pick_device(cfg.train.device)
-    model = untrained_model(cfg, len(tokenizer))
-    ckpt.load_checkpoint(found, model, vocab_size=len(tokenizer))
-    trained = evaluate_model(cfg, model, tokenizer, manifest, device)
-    baseline = evaluate_model(cfg, untrained_model(cfg, len(tokenizer)), tokenizer, manifest, device)
-    return write_report(cfg, out_dir, dataset_statistics(manifest), trained, baseline, model, tokenizer, manifest,
-                        device)
+    folder, state, skipped = ckpt.newest_verified_checkpoint(out_dir)
+    for item in skipped:
+        print(f"warning: checkpoint {item['checkpoint']} passed over: {item['reason']}")
+    if folder is None:
+        reasons = "".join(f" {item['checkpoint']}: {item['reason']}" for item in skipped)
+        raise ckpt.CheckpointError(f"{out_dir}: no usable checkpoint to evaluate.{reasons} Train first "
+                                   f"(python -m joimternet_lite train --config {cfg.name} train.out_dir={out_dir})")
+    run_cfg = run_config(state, folder, cfg)
+    provenance = {"checkpoint": str(folder), "step": state["step"],
+                  "model_sha256": state["files"][ckpt.MODEL_FILE]["sha256"], "skipped_checkpoints": skipped,
+                  "config_from": str(folder / ckpt.STATE_FILE),
+                  "command_line_settings_ignored": ignored_settings(run_cfg, cfg)}
+    print(f"evaluating {folder} (step {provenance['step']}, model sha256 {provenance['model_sha256'][:16]}...) "
+          f"with the run's configuration")
+    if provenance["command_line_settings_ignored"]:
+        print("note: the run's values are used for " + ", ".join(provenance["command_line_settings_ignored"]))
+    manifest, tokenizer = load_training_data(run_cfg, tokenizer_dir=out_dir / "tokenizer")
+    device = pick_device(run_cfg.train.device)
+    model = untrained_model(run_cfg, len(tokenizer))
+    ckpt.load_checkpoint(folder, model, vocab_size=len(tokenizer))
+    trained = evaluate_model(run_cfg, model, tokenizer, manifest, device)
+    baseline = evaluate_model(run_cfg, untrained_model(run_cfg, len(tokenizer)), tokenizer, manifest, device)
+    report = write_report(run_cfg, out_dir, dataset_statistics(manifest), trained, baseline, model, tokenizer,
+                          manifest, device, provenance)
+    print(f"report: {report}")
+    return report
+
+
+def run_config(state: dict, folder: Path, command: Config) -> Config:
+    """The config a checkpoint was trained with, but ``eval``, ``train.device`` and ``train.out_dir``
+    (where the run lies now) from ``command``."""
+    if not state.get("config"):
+        raise ckpt.CheckpointError(f"{folder / ckpt.STATE_FILE}: records no config, so the run's settings are "
+                                   "unknown; evaluate a checkpoint written by `train`")
+    run = from_dict(Config, state["config"], where=str(folder / ckpt.STATE_FILE))
+    train = dataclasses.replace(run.train, device=command.train.device, out_dir=command.train.out_dir)
+    return dataclasses.replace(run, eval=command.eval, train=train)
+
+
+def ignored_settings(run: Config, command: Config) -> list[str]:
+    """Dotted keys whose command-line value differs from the run's (the run's value is used)."""
+    import pandas as pd
+
+    ran, asked = (pd.json_normalize(to_dict(c), sep=".").iloc[0].to_dict() for c in (run, command))
+    return sorted(k for k in asked if not k.startswith("eval.") and str(asked[k]) != str(ran.get(k)))

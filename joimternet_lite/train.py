@@ -4,11 +4,15 @@ Taught in notebook 08 (the loop, checkpoints, resume) and its GPU sections (mixe
 ``torch.compile``, DDP). ``train(cfg)`` is the whole pipeline; the loop itself is
 :func:`run_loop`, readable in one screen, and each of its steps is a small function below it.
 
-Exact resume: the data order depends only on ``(seed, epoch)`` (``ResumableSampler``), the choice
+Exact resume (mapped in ``resume.py``): the data order depends only on ``(seed, epoch)``, the choice
 of an image-text or MLM step only on ``(seed, step)``, and a checkpoint stores the data position and
 the torch / numpy / python RNG states (which drive dropout, augmentation, random negatives and MLM
 masking). On CPU a run killed at any point and resumed ends with the same weights as one that was
 never interrupted.
+
+Non-finite values: a step whose loss or (unscaled) gradient is NaN/Inf is never applied; the run
+stops after saving the state before it, or skips it (``train.nan_policy=skip``). Checkpoints hold
+finite weights only.
 
 Distributed trade-off (``train.gather_local``): the global vectors of every rank are gathered with
 gradients, so the global CE/triplet terms see all ``world_size * B`` negatives. The local (word-region)
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -35,8 +40,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import resume as rs
 from .atomic import atomic_write_text
-from .config import Config, TrainConfig, save_config, to_dict
+from .config import Config, ConfigError, TrainConfig, save_config, to_dict, validate
 from .data.skips import SkipLog
 from .device import autocast_context, describe, make_grad_scaler, pick_device, resolve_precision, to_device
 from .distributed import (
@@ -60,15 +66,17 @@ TOWERS = ("image", "text")
 
 
 class NonFiniteLossError(UserError, RuntimeError):
-    """A NaN or Inf loss; the message names the step, the batch and the checkpoint of the last good state."""
+    """A NaN or Inf loss or gradient; the message names the step, the batch and the checkpoint of the
+    last good state."""
 
 
 class NonFiniteBatch(Exception):
-    """Raised inside a step when a loss is NaN/Inf on some rank; carries this rank's batch and terms."""
+    """Raised inside a step when a loss or gradient is NaN/Inf on some rank; carries this rank's
+    batch, what went non-finite (``loss`` or ``gradient``) and the values."""
 
-    def __init__(self, study_ids: list[str], terms: dict[str, float]):
-        super().__init__(f"non-finite loss on studies {study_ids}: {terms}")
-        self.study_ids, self.terms = study_ids, terms
+    def __init__(self, what: str, study_ids: list[str], terms: dict[str, float]):
+        super().__init__(f"non-finite {what} on studies {study_ids}: {terms}")
+        self.what, self.study_ids, self.terms = what, study_ids, terms
 
 
 @dataclass
@@ -248,7 +256,8 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
     Returns the loss terms averaged over the micro-batches and the per-tower gradient norms before
     clipping; gradients stay in ``.grad`` for inspection. Raises ``NonFiniteBatch`` on every rank,
     before any update and with the model's buffers (BatchNorm statistics) put back, when a loss is
-    NaN/Inf on some rank.
+    NaN/Inf on some rank, or a gradient is (without a grad scaler; with one, fp16 overflow is the
+    scaler's to skip).
     """
     engine.optimizer.zero_grad(set_to_none=True)
     buffers = [b.detach().clone() for b in engine.model.buffers()]  # BatchNorm stats a NaN batch would poison
@@ -259,21 +268,31 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
         with contextlib.nullcontext() if sync_now else engine.ddp.no_sync():
             loss, terms = (itm_loss if kind == "itm" else mlm_loss)(engine, batch)
             if not all_ranks_true(bool(torch.isfinite(loss)), engine.device):
-                engine.optimizer.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    for b, saved in zip(engine.model.buffers(), buffers, strict=True):
-                        b.copy_(saved)
-                raise NonFiniteBatch(batch["study_ids"], {k: float(v) for k, v in {"loss": loss.detach(), **terms}.items()})
+                abandon_step(engine, buffers, NonFiniteBatch("loss", batch["study_ids"], {"loss": loss, **terms}))
             engine.scaler.scale(loss / n).backward()
         totals.update({"loss": loss.detach() / n, **{k: v / n for k, v in terms.items()}})
     if kind == "mlm":  # bypassed DDP's forward, so its hooks did not reduce the text gradients
         average_gradients(engine.model.text_encoder.parameters())
     engine.scaler.unscale_(engine.optimizer)
     norms = clip_per_tower(engine.optimizer, {"image": engine.cfg.train.clip_image, "text": engine.cfg.train.clip_text})
+    finite = all(math.isfinite(v) for v in norms.values())
+    if not engine.scaler.is_enabled() and not all_ranks_true(finite, engine.device):
+        ids = [sid for b in micro_batches for sid in b["study_ids"]]
+        abandon_step(engine, buffers, NonFiniteBatch("gradient", ids, {f"grad_norm_{t}": v for t, v in norms.items()}))
     engine.scaler.step(engine.optimizer)
     engine.scaler.update()
     engine.scheduler.step()
     return {**totals, **{f"grad_norm_{t}": torch.tensor(v) for t, v in norms.items()}}
+
+
+def abandon_step(engine: Engine, buffers: list[torch.Tensor], bad: NonFiniteBatch) -> None:
+    """Drop the step's gradients, put the buffers back as they were before it, raise ``bad``."""
+    engine.optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for b, saved in zip(engine.model.buffers(), buffers, strict=True):
+            b.copy_(saved)
+    bad.terms = {k: float(v) for k, v in bad.terms.items()}
+    raise bad
 
 
 # ---------------------------------------------------------------- logs and skips
@@ -328,9 +347,13 @@ class RunLog:
 class TrainingSkips:
     """Studies the loader could not read, each counted once however many epochs meet it.
 
-    The list is rewritten to ``skipped_samples.jsonl`` whenever it grows, so it is on disk however
-    the run stops; more than ``data.max_skip_fraction`` of the dataset fails the run.
+    Each entry is ``{"kind": "unreadable", "study_id", "reason"}``, the reason as the dataset gave it
+    (the file and the problem). The list is rewritten to ``skipped_samples.jsonl`` whenever it grows,
+    so it is on disk however the run stops; more than ``data.max_skip_fraction`` of the dataset
+    fails the run.
     """
+
+    KIND = "unreadable"
 
     def __init__(self, out_dir: Path, dataset_size: int, max_fraction: float, is_main: bool,
                  entries: list[dict] | None = None):
@@ -338,13 +361,15 @@ class TrainingSkips:
         self.total, self.max_fraction, self.is_main = dataset_size, max_fraction, is_main
         self.log = SkipLog()
         self.log.entries = list(entries or [])
-        self.seen = {e["file"] for e in self.log.entries}
+        self.seen = {e["study_id"] for e in self.log.entries}
 
     def add(self, skipped: list[tuple[str, str]]) -> None:
+        """Record ``(study_id, reason)`` pairs not seen before; fail past the allowed fraction."""
         new = [(sid, reason) for sid, reason in skipped if sid not in self.seen]
         for sid, reason in new:
             self.seen.add(sid)
-            self.log.add(skip_kind(reason), sid, reason)
+            self.log.entries.append({"kind": self.KIND, "study_id": sid, "reason": reason})
+            log.warning("skipped study %s: %s", sid, reason)
         if new and self.is_main:
             self.log.write(self.path)
         self.log.check(self.total, self.max_fraction, self.path, "training studies",
@@ -352,12 +377,6 @@ class TrainingSkips:
 
     def summary(self) -> str:
         return self.log.report(self.total, self.path, "training studies")
-
-
-def skip_kind(reason: str) -> str:
-    """``'<path>: file is empty (0 bytes), usually ...'`` -> ``'file is empty'``."""
-    problem = reason.split(": ", 1)[-1]
-    return problem.split(".")[0].split(" (")[0].strip()
 
 
 def next_batch(stream: BatchStream, skips: TrainingSkips, device: torch.device) -> dict:
@@ -380,6 +399,11 @@ def save(engine: Engine, run_dir: Path, step: int, progress: dict, rng=None, voc
                                 vocab_size=vocab_size, keep=engine.cfg.train.keep_checkpoints)
 
 
+def progress_of(stream: BatchStream, nan_skips: int, skips: TrainingSkips) -> dict:
+    """What a checkpoint stores of the run's position: data position, NaN skips, skipped studies."""
+    return {**stream.position(), "nan_skips": nan_skips, "skipped": list(skips.log.entries)}
+
+
 def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: TrainingSkips, step: int, nan_skips: int,
              vocab_size: int | None) -> tuple[int, dict[str, float], int]:
     """Train from optimizer step ``step`` to ``train.steps``; returns (step, last metrics, NaN skips)."""
@@ -387,7 +411,7 @@ def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: Trainin
     metrics: dict[str, float] = {}
     pairs, tick = 0, time.perf_counter()
     while step < cfg.steps:
-        good = {**stream.position(), "nan_skips": nan_skips, "skipped": list(skips.log.entries)}, ckpt.rng_snapshot()
+        good = progress_of(stream, nan_skips, skips), ckpt.rng_snapshot()
         batches = [next_batch(stream, skips, engine.device) for _ in range(cfg.grad_accum)]
         lrs = {f"lr_{g['tower']}": g["lr"] for g in engine.optimizer.param_groups}
         try:
@@ -395,11 +419,12 @@ def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: Trainin
         except NonFiniteBatch as bad:
             nan_skips += 1
             if cfg.nan_policy == "skip" and nan_skips <= cfg.max_nan_skips:
-                log.warning("step %d: non-finite loss, batch skipped (%d/%d): %s", step, nan_skips, cfg.max_nan_skips, bad)
+                log.warning("step %d: non-finite %s, batch skipped (%d/%d): %s", step, bad.what, nan_skips,
+                            cfg.max_nan_skips, bad)
                 continue
             folder = save(engine, run_dir, step, *good, vocab_size=vocab_size)
             raise NonFiniteLossError(
-                f"non-finite loss at optimizer step {step + 1} (after {step} good steps), studies {bad.study_ids}, "
+                f"non-finite {bad.what} at optimizer step {step + 1} (after {step} good steps), studies {bad.study_ids}, "
                 f"terms {bad.terms}. The last good state is saved in {folder or run_dir / 'checkpoints'}. Lower the "
                 "learning rate or precision risk (train.precision=fp32), or set train.nan_policy=skip.") from None
         step += 1
@@ -411,8 +436,7 @@ def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: Trainin
             pairs = 0
             runlog.write(step, metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save(engine, run_dir, step, {**stream.position(), "nan_skips": nan_skips, "skipped": skips.log.entries},
-                 vocab_size=vocab_size)
+            save(engine, run_dir, step, progress_of(stream, nan_skips, skips), vocab_size=vocab_size)
     return step, metrics, nan_skips
 
 
@@ -447,7 +471,7 @@ def build_engine(cfg: Config, model: nn.Module, device: torch.device, info: Dist
                   device=device, precision=precision, cfg=cfg, dist=info)
 
 
-def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, info: DistInfo, device: torch.device):
+def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, device: torch.device):
     """The training loader, the model and the tokenizer (None when both model and loader are given)."""
     tokenizer = None
     if model is None or dataloader is None:
@@ -482,7 +506,7 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
         raise FileExistsError(f"{run_dir} already holds checkpoints ({found.name}); pass --resume to continue "
                               "that run, or choose another train.out_dir")
     seed_everything(cfg.train.seed + info.rank)
-    dataloader, model, tokenizer = load_data_and_model(cfg, model, dataloader, info, device)
+    dataloader, model, tokenizer = load_data_and_model(cfg, model, dataloader, device)
     vocab_size = len(tokenizer) if tokenizer is not None else None
     engine = build_engine(cfg, model, device, info)
     state = None

@@ -218,10 +218,13 @@ class BagOfWordsModel(nn.Module):
     """Text tower = word embeddings; report vector = mean of word vectors."""
 
     def __init__(self, vocab_size, dim=8):
+        from joimternet_lite.config import ScoreConfig
+
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
+        self.similarity = SimpleNamespace(score=ScoreConfig())
 
-    def encode_texts(self, input_ids, attention_mask):
+    def encode_texts(self, input_ids, attention_mask, word_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
         lengths = attention_mask.sum(1) - 1
         return SimpleNamespace(words=words, lengths=lengths, report_vectors=words.sum(1) / lengths[:, None])

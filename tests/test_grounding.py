@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from joimternet_lite.config import ScoreConfig, load_config
 from joimternet_lite.data.tokenizer import split_words
 from joimternet_lite.evaluate.grounding import (
     LATERALITY_VALUES,
@@ -155,11 +156,14 @@ class BagOfWordsModel(nn.Module):
     """Word vectors straight from an embedding table, so each word's map is known by hand."""
 
     def __init__(self, vocab_size, dim=4):
+        from joimternet_lite.models.similarity import Similarity
+
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
+        self.similarity = Similarity(dim, ScoreConfig())
         nn.init.zeros_(self.embed.weight)
 
-    def encode_texts(self, input_ids, attention_mask):
+    def encode_texts(self, input_ids, attention_mask, word_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
         lengths = attention_mask.sum(1) - 1
         return SimpleNamespace(words=words, lengths=lengths, report_vectors=words.sum(1))
@@ -213,3 +217,27 @@ def test_laterality_swap_moves_the_side_word_map(toy):
     assert row["moved"] == pytest.approx(high - low)
     summary = summarize_grounding([row], values=LATERALITY_VALUES)
     assert summary[0]["moved"] == pytest.approx(high - low)
+
+
+def test_word_maps_follow_the_models_gamma1():
+    """A model built with model.score.gamma1=1.5 grades its alpha maps with 1.5, not the default 4."""
+    from joimternet_lite.data.tokenizer import build_tokenizer
+    from joimternet_lite.evaluate.embed import embed_reports
+    from joimternet_lite.evaluate.grounding import word_maps_for
+    from joimternet_lite.models.joimternet import model_for
+    from joimternet_lite.models.similarity import word_region_maps
+
+    cfg = load_config("demo_cpu", ["data.image_size=64", "model.image.grid=4", "model.score.gamma1=1.5"])
+    texts = ["left pleural effusion", "no pneumothorax seen"]
+    tokenizer = build_tokenizer(texts, min_frequency=1)
+    torch.manual_seed(0)
+    model = model_for(cfg, len(tokenizer)).eval()
+    assert model.similarity.score.gamma1 == 1.5
+    with torch.no_grad():
+        regions = model.encode_images(torch.rand(2, 1, 64, 64) * 2 - 1).regions
+    maps = word_maps_for(model, tokenizer, regions, [(0, texts[0]), (1, texts[1])], "alpha")
+    text_side = embed_reports(model, tokenizer, texts, "cpu")
+    for gamma1, same in ((1.5, True), (4.0, False)):
+        expected = word_region_maps(regions, text_side["words"], text_side["lengths"], "alpha", gamma1)
+        for b, m in enumerate(maps):
+            assert torch.allclose(m, expected[b, :len(m)], atol=1e-6) is same

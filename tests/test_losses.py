@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 
-from joimternet_lite.config import ImageModelConfig, LossConfig, ModelConfig, TextModelConfig
+from joimternet_lite.config import ImageModelConfig, LossConfig, ModelConfig, ScoreConfig, TextModelConfig
 from joimternet_lite.losses import (
     JoImTeRNetLoss,
     hardest_negatives,
     same_report_mask,
     sample_random_negatives,
 )
-from joimternet_lite.models.similarity import global_similarity
 from joimternet_lite.models.joimternet import build_model
+from joimternet_lite.models.similarity import global_similarity
 
 A = 1 / math.sqrt(2)
 
@@ -47,7 +47,7 @@ def rows_t2i(s):
 
 
 def loss_terms(cfg, out=None, **kwargs):
-    return JoImTeRNetLoss(cfg)(out or three_pairs(), **kwargs)
+    return JoImTeRNetLoss(cfg, ScoreConfig())(out or three_pairs(), **kwargs)
 
 
 def test_cross_entropy_terms_equal_the_hand_values():
@@ -160,11 +160,11 @@ def test_gathered_global_terms_use_the_whole_global_batch():
     torch.manual_seed(0)
     full = {"image_vectors": torch.randn(6, 4), "report_vectors": torch.randn(6, 4)}
     cfg = LossConfig(use_local=False, negatives="all")
-    _, whole = JoImTeRNetLoss(cfg)(full)
+    _, whole = JoImTeRNetLoss(cfg, ScoreConfig())(full)
     per_rank = []
     for offset in (0, 3):                               # two ranks of three pairs
         mine = {k: v[offset:offset + 3] for k, v in full.items()}
-        per_rank.append(JoImTeRNetLoss(cfg)(mine, gathered=full, rank_offset=offset)[1])
+        per_rank.append(JoImTeRNetLoss(cfg, ScoreConfig())(mine, gathered=full, rank_offset=offset)[1])
     for name, value in whole.items():
         assert value.item() == pytest.approx(sum(t[name].item() for t in per_rank) / 2, rel=1e-5)
 
@@ -194,7 +194,7 @@ def test_model_output_and_null_region():
     assert out["regions"].shape == (4, 16, 16) and out["image_vectors"].shape == (4, 16)
     assert out["words"].shape == (4, 11, 16) and torch.equal(out["lengths"], mask.sum(1) - 1)
     assert out["null_region"] is model.similarity.null_region
-    total, _ = JoImTeRNetLoss(LossConfig())(out)
+    total, _ = JoImTeRNetLoss(LossConfig(), model.similarity.score)(out)
     total.backward()
     assert model.similarity.null_region.grad is not None
     assert model.similarity.maps(out["regions"], out["words"], out["lengths"]).shape == (4, 11, 16)
@@ -205,7 +205,7 @@ def test_loss_under_bf16_autocast():
     images, ids, mask = random_batch(n=4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(images, ids, mask)
-        total, terms = JoImTeRNetLoss(LossConfig())(out)
+        total, terms = JoImTeRNetLoss(LossConfig(), model.similarity.score)(out)
     assert out["regions"].dtype == torch.bfloat16 and out["regions"].shape == (4, 16, 16)
     assert total.dtype == torch.float32 and torch.isfinite(total)
     assert len(terms) == 8
@@ -236,7 +236,7 @@ def test_overfits_sixteen_synthcxr_pairs_to_perfect_retrieval():
     # Mean pooling, as demo_cpu: a from-scratch [CLS] needs more than 100 steps, and with it R@1 at
     # step 100 was 0.75-1.0 depending on the seed (margins -0.14..+0.01); mean pooling gives +0.6.
     model = build_model(tiny_model_config(pool="mean"), vocab_size=vocab, image_size=64)
-    loss_fn = JoImTeRNetLoss(LossConfig())
+    loss_fn = JoImTeRNetLoss(LossConfig(), model.similarity.score)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(100):
@@ -250,3 +250,16 @@ def test_overfits_sixteen_synthcxr_pairs_to_perfect_retrieval():
     scores = model.similarity.global_scores(out["image_vectors"], out["report_vectors"])
     assert (scores.argmax(1) == torch.arange(16)).float().mean().item() == 1.0   # image -> report R@1
     assert (scores.argmax(0) == torch.arange(16)).float().mean().item() == 1.0   # report -> image R@1
+
+
+def test_local_terms_need_the_models_score_settings():
+    with pytest.raises(ValueError, match="model.similarity.score"):
+        JoImTeRNetLoss(LossConfig())
+    JoImTeRNetLoss(LossConfig(use_local=False))  # global terms only: no score settings needed
+
+
+def test_local_terms_score_with_the_given_gammas():
+    # one region and one word per pair: S_w = gamma2 * S_g, whatever gamma1
+    _, terms = JoImTeRNetLoss(LossConfig(use_triplet=False), ScoreConfig(gamma1=1.0, gamma2=2.0))(three_pairs())
+    local = [[2 * x for x in row] for row in S]
+    assert terms["ce_local_i2t"].item() == pytest.approx(ce(rows_i2t(local), 10), rel=1e-9)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from joimternet_lite.config import LossConfig, load_config
+from joimternet_lite.config import LossConfig, ScoreConfig, load_config
 from joimternet_lite.course import import_definitions
 from joimternet_lite.data.tokenizer import build_tokenizer
 from joimternet_lite.losses import (
@@ -25,8 +25,8 @@ from joimternet_lite.losses import (
     sample_random_negatives,
     triplet_hinge,
 )
-from joimternet_lite.models.similarity import global_similarity, local_similarity, local_similarity_reference
 from joimternet_lite.models.joimternet import build_model
+from joimternet_lite.models.similarity import global_similarity, local_similarity, local_similarity_reference
 from joimternet_lite.schedule import lr_multiplier
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -163,7 +163,7 @@ def test_07_full_loss_matches_joimternet_loss(nb07, negatives):
     out = output_dict(5, seed=10)
     drawn = nb07.draw_random_negatives(5, generator=torch.Generator().manual_seed(2))
     ours_total, ours = nb07.joimternet_loss(out, drawn, negatives=negatives)
-    theirs_total, theirs = JoImTeRNetLoss(LossConfig(negatives=negatives))(out, generator=torch.Generator().manual_seed(2))
+    theirs_total, theirs = JoImTeRNetLoss(LossConfig(negatives=negatives), ScoreConfig())(out, generator=torch.Generator().manual_seed(2))
     assert set(ours) == set(theirs)
     for name in theirs:
         torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=1e-10, msg=name)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from joimternet_lite.config import ScoreConfig
 from joimternet_lite.course import import_definitions
 from joimternet_lite.data import openi as pkg_openi
 from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
@@ -88,9 +89,10 @@ def test_dedup_relevance_and_combined_score_match_package(nb09):
             "regions": torch.randn(3, 5, 8, generator=g), "words": torch.randn(4, 6, 8, generator=g),
             "lengths": torch.tensor([6, 2, 4, 1])}
     s_global = pkg_ret.similarity_matrix(side, side, "global")
-    s_local = pkg_ret.similarity_matrix(side, side, "local")
+    s_local = pkg_ret.similarity_matrix(side, side, "local", score=ScoreConfig())
     torch.testing.assert_close(nb09.combined_score(s_global, s_local, 0.3, 5.0),
-                               pkg_ret.similarity_matrix(side, side, "combined", combined_weight=0.3))
+                               pkg_ret.similarity_matrix(side, side, "combined", combined_weight=0.3,
+                                                         score=ScoreConfig()))
 
 
 # --- 10: classification --------------------------------------------------------------------------

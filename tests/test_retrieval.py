@@ -203,16 +203,17 @@ def test_evaluate_retrieval_rows_record_the_protocol():
 
 def test_local_and_combined_scoring_use_the_shared_similarity():
     attention = pytest.importorskip("joimternet_lite.models.similarity")
+    from joimternet_lite.config import ScoreConfig
     from joimternet_lite.evaluate.retrieval import similarity_matrix
 
     g = torch.Generator().manual_seed(0)
     side = {"image_vectors": torch.randn(3, 6, generator=g), "regions": torch.randn(3, 4, 6, generator=g),
             "report_vectors": torch.randn(5, 6, generator=g), "words": torch.randn(5, 7, 6, generator=g),
             "lengths": torch.tensor([7, 2, 5, 1, 3])}
-    local = similarity_matrix(side, side, "local", chunk_size=2)
+    local = similarity_matrix(side, side, "local", score=ScoreConfig(chunk_size=2))
     reference = attention.local_similarity_reference(side["regions"], side["words"], side["lengths"])
     assert torch.allclose(local, reference.float(), atol=1e-4)
-    combined = similarity_matrix(side, side, "combined", combined_weight=0.25, chunk_size=2)
+    combined = similarity_matrix(side, side, "combined", combined_weight=0.25, score=ScoreConfig(chunk_size=2))
     glob = similarity_matrix(side, side, "global")
     assert torch.allclose(combined, 0.75 * glob + 0.25 * local / 5.0, atol=1e-5)
 
@@ -228,7 +229,7 @@ class FakeModel(torch.nn.Module):
         regions = images.flatten(2).transpose(1, 2).repeat(1, 1, 4)[..., :4]
         return SimpleNamespace(regions=regions, image_vectors=regions.mean(1))
 
-    def encode_texts(self, input_ids, attention_mask):
+    def encode_texts(self, input_ids, attention_mask, word_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
         return SimpleNamespace(words=words, lengths=attention_mask.sum(1) - 1, report_vectors=words.sum(1))
 

@@ -1,11 +1,13 @@
 """The similarity module: the fast local score against the per-pair reference loop, and its invariances."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 import joimternet_lite
-from joimternet_lite.config import LossConfig
+from joimternet_lite.config import LossConfig, ScoreConfig
 from joimternet_lite.losses import JoImTeRNetLoss
 from joimternet_lite.models.similarity import (
     EMPTY_REPORT_SCORE,
@@ -125,11 +127,13 @@ def test_training_and_inference_score_the_same_way():
     lengths = lengths.clamp_min(1)
     out = {"regions": regions, "words": words, "lengths": lengths,
            "image_vectors": torch.randn(7, 4), "report_vectors": torch.randn(7, 4)}
-    cfg = LossConfig(use_global=False, use_triplet=False, chunk_size=2)
-    _, terms = JoImTeRNetLoss(cfg)(out)
-    scores = Similarity(4, chunk_size=5).local_scores(regions, words, lengths)
+    score = ScoreConfig(gamma1=2.5, gamma2=3.0, chunk_size=2)
+    _, terms = JoImTeRNetLoss(LossConfig(use_global=False, use_triplet=False), score)(out)
+    scores = Similarity(4, dataclasses.replace(score, chunk_size=5)).local_scores(regions, words, lengths)
     expected = torch.nn.functional.cross_entropy(10 * scores, torch.arange(7))
     torch.testing.assert_close(terms["ce_local_i2t"], expected)
+    # and those scores follow the ScoreConfig's gammas, not the defaults
+    torch.testing.assert_close(scores, local_similarity_reference(regions, words, lengths, 2.5, 3.0))
 
 
 def test_global_similarity_is_cosine():

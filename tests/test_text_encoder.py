@@ -7,7 +7,7 @@ from tokenizers.models import WordPiece
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 from joimternet_lite.config import TextModelConfig
-from joimternet_lite.data.tokenizer import MASK_ID, build_tokenizer, split_words
+from joimternet_lite.data.tokenizer import MASK_ID, build_tokenizer, split_words, tokenize_reports
 from joimternet_lite.models.text_encoder import TextEncoder, mlm_mask
 
 TEXTS = ["No pleural effusion.", "Left basal effusion is seen. No pneumothorax.", "Heart size is normal."]
@@ -114,7 +114,7 @@ def test_pretrained_subwords_are_mean_pooled_into_words(pretrained_folder):
     path, tok = pretrained_folder
     model = encoder(0, pretrained_path=str(path))
     texts = ["No pneumothorax.", "Left basal effusion is seen, no pneumothorax."]
-    batch = model.encode_texts(texts)
+    batch = tokenize_reports(tok, texts)
     words, lengths, report = model(**batch)
     assert lengths.tolist() == [len(split_words(t)) + 1 for t in texts]
     assert report.shape == (2, 8)
@@ -131,8 +131,8 @@ def test_pretrained_subwords_are_mean_pooled_into_words(pretrained_folder):
 
 
 def test_pretrained_encoder_needs_word_ids(pretrained_folder):
-    path, _ = pretrained_folder
+    path, tok = pretrained_folder
     model = encoder(0, pretrained_path=str(path))
-    batch = model.encode_texts(["No pneumothorax."])
+    batch = tokenize_reports(tok, ["No pneumothorax."])
     with pytest.raises(ValueError, match="word_ids"):
         model(batch["input_ids"], batch["attention_mask"])

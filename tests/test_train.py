@@ -5,7 +5,9 @@ Tiny real model (authors' CNN at 32 px, a 1-layer BERT) and a tiny in-memory dat
 draw augmentation noise from the global torch RNG, so resume must restore it exactly.
 """
 
+import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -20,13 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from joimternet_lite import checkpoint as ckpt
-from joimternet_lite.config import Config, apply_override, load_config
+from joimternet_lite.config import Config, ConfigError, apply_override, load_config
 from joimternet_lite.data.dataset import Collate
 from joimternet_lite.data.skips import TooManySkipsError
 from joimternet_lite.data.tokenizer import build_tokenizer
 from joimternet_lite.device import make_grad_scaler
 from joimternet_lite.distributed import ResumableSampler
 from joimternet_lite.models.joimternet import build_model
+from joimternet_lite.resume import ResumeError
 from joimternet_lite.schedule import make_scheduler
 from joimternet_lite.train import Engine, NonFiniteLossError, optimizer_step, param_groups, step_kind, train
 
@@ -64,15 +67,21 @@ def tiny_config(out_dir, *overrides) -> Config:
     return cfg
 
 
-def tiny_run(cfg: Config, resume: bool = False, dataset: Dataset | None = None):
-    """The model and loader every run of a test builds the same way (as a real run would)."""
+def tiny_run(cfg: Config, resume: bool = False, dataset: Dataset | None = None, resume_from: str | None = None,
+             poison=None):
+    """The model and loader every run of a test builds the same way (as a real run would).
+
+    ``poison(model)`` may hook the model before training (fault injection).
+    """
     tokenizer = build_tokenizer([" ".join(WORDS)] * 2, min_frequency=1)
     dataset = dataset or TinyStudies()
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, drop_last=True, collate_fn=Collate(tokenizer),
                         sampler=ResumableSampler(dataset, seed=cfg.train.seed, drop_last=True))
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, len(tokenizer), image_size=cfg.data.image_size, loss_cfg=cfg.loss)
-    return train(cfg, resume=resume, model=model, dataloader=loader)
+    model = build_model(cfg.model, len(tokenizer), image_size=cfg.data.image_size)
+    if poison is not None:
+        poison(model)
+    return train(cfg, resume=resume, model=model, dataloader=loader, resume_from=resume_from)
 
 
 def weights(run_dir) -> dict[str, torch.Tensor]:
@@ -231,6 +240,108 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
         tiny_run(tiny_config(tmp_path, "train.steps=2"))
 
 
+def test_a_fresh_run_refuses_a_folder_whose_only_checkpoint_is_damaged(tmp_path):
+    """Damaged trainer.json, intact weights: the run is recoverable, so nothing may be overwritten."""
+    tiny_run(tiny_config(tmp_path, "train.steps=2"))
+    folder = ckpt.checkpoint_dir(tmp_path, 2)
+    (folder / ckpt.STATE_FILE).write_text("{ damaged")
+    before = {p: p.read_bytes() for p in [folder / "model.safetensors", tmp_path / "metrics.jsonl"]}
+    with pytest.raises(FileExistsError, match=r"step_000002.*--resume"):
+        tiny_run(tiny_config(tmp_path, "train.steps=2"))
+    with pytest.raises(ResumeError, match=r"step_000002.*damaged.*not valid JSON"):
+        tiny_run(tiny_config(tmp_path, "train.steps=2"), resume=True)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_resume_passes_over_a_checkpoint_that_was_never_completed(tmp_path):
+    """Killed inside the first checkpoint write: no commit marker, nothing to resume, start over."""
+    tiny_run(tiny_config(tmp_path / "a", "train.steps=2"))
+    tiny_run(tiny_config(tmp_path / "b", "train.steps=1"))
+    (ckpt.checkpoint_dir(tmp_path / "b", 1) / ckpt.STATE_FILE).unlink()
+    resumed = tiny_run(tiny_config(tmp_path / "b", "train.steps=2"), resume=True)
+    assert resumed.steps == 2
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+def test_resume_from_an_older_step_or_folder_replays_the_same_run(tmp_path):
+    tiny_run(tiny_config(tmp_path / "a", "train.steps=4"))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    ckpt.checkpoint_dir(tmp_path / "b", 4).joinpath("model.safetensors").write_bytes(b"damaged")
+    tiny_run(tiny_config(tmp_path / "b", "train.steps=4"), resume_from="2")
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert (tmp_path / "b" / "abandoned_checkpoints" / "step_000004").is_dir()  # moved aside, not deleted
+    tiny_run(tiny_config(tmp_path / "c", "train.steps=4"), resume_from=str(ckpt.checkpoint_dir(tmp_path / "c", 2)))
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "c"))
+    with pytest.raises(ResumeError, match=r"no checkpoint of step 3.*step_000002, step_000004"):
+        tiny_run(tiny_config(tmp_path / "c", "train.steps=4"), resume_from="3")
+
+
+def test_a_changed_learning_rate_on_resume_is_applied_logged_and_kept_in_the_history(tmp_path, capsys):
+    tiny_run(tiny_config(tmp_path, "train.steps=2", "train.warmup_steps=0"))
+    tiny_run(tiny_config(tmp_path, "train.steps=4", "train.warmup_steps=0", "train.lr_image=1e-4",
+                         "train.weight_decay=0.01"), resume=True)
+    out = capsys.readouterr().out
+    assert "train.lr_image: 0.001 -> 0.0001" in out and "train.steps: 2 -> 4" in out
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    cosine = 0.5 * (1 + math.cos(math.pi * 2 / 4))  # the step-3 factor of the new 4-step schedule
+    assert lines[2]["lr_image"] == pytest.approx(1e-4 * cosine) and lines[2]["lr_text"] == pytest.approx(1e-3 * cosine)
+    history = [json.loads(x) for x in (tmp_path / "config_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [0, 2]
+    assert history[1]["changes"]["train.lr_image"] == [1e-3, 1e-4]
+    assert load_config(str(tmp_path / "config.yaml")).train.lr_image == 1e-4
+    result_cfg = json.loads((ckpt.checkpoint_dir(tmp_path, 4) / ckpt.STATE_FILE).read_text())
+    decayed = [g["weight_decay"] for g in result_cfg["optimizer"]["param_groups"]]
+    assert sorted(set(decayed)) == [0.0, 0.01]
+
+
+def test_a_changed_batch_size_on_resume_is_refused(tmp_path):
+    tiny_run(tiny_config(tmp_path, "train.steps=2"))
+    with pytest.raises(ResumeError, match=r"train\.batch_size.*4.*8"):
+        tiny_run(tiny_config(tmp_path, "train.steps=4", "train.batch_size=8"), resume=True)
+
+
+def test_invalid_settings_are_refused_before_training(tmp_path):
+    cfg = tiny_config(tmp_path, "train.steps=2")
+    cfg.train.lr_image = float("nan")  # built in code, not through load_config
+    with pytest.raises(ConfigError, match="train.lr_image"):
+        tiny_run(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_out_dir_that_is_a_file_names_the_key_and_the_path(tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"train\.out_dir=.*run.*is a file"):
+        tiny_run(tiny_config(tmp_path / "run", "train.steps=1"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_an_out_dir_that_is_not_writable_names_the_key_and_the_path(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(ConfigError, match=r"train\.out_dir=.*not writable"):
+            tiny_run(tiny_config(tmp_path / "run", "train.steps=1"))
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_a_full_disk_while_checkpointing_stops_clearly_and_resume_recovers(tmp_path, monkeypatch):
+    tiny_run(tiny_config(tmp_path / "a", "train.steps=4"))
+    real = ckpt.save_model
+
+    def full_at_step_4(model, path, metadata=None):
+        if metadata["step"] == "4":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(model, path, metadata=metadata)
+
+    monkeypatch.setattr(ckpt, "save_model", full_at_step_4)
+    with pytest.raises(ckpt.CheckpointWriteError, match=r"step_000004.*model\.safetensors.*disk is full"):
+        tiny_run(tiny_config(tmp_path / "b", "train.steps=4"))
+    monkeypatch.setattr(ckpt, "save_model", real)
+    tiny_run(tiny_config(tmp_path / "b", "train.steps=4"), resume=True)
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
 # ---------------------------------------------------------------- NaN and skipped samples
 
 def test_nan_loss_stops_with_step_ids_terms_after_saving_the_last_good_state(tmp_path):
@@ -240,6 +351,34 @@ def test_nan_loss_stops_with_step_ids_terms_after_saving_the_last_good_state(tmp
     good = int(str(err.value).split("(after ")[1].split(" ")[0])
     assert ckpt.latest_checkpoint(tmp_path).name == f"step_{good:06d}"
     assert str(ckpt.checkpoint_dir(tmp_path, good)) in str(err.value)
+
+
+def nan_gradient_at_step(step: int):
+    """Poison the image tower's last gradient at optimizer step ``step`` (1-based): the loss stays finite."""
+    def poison(model):
+        calls = []
+
+        def hook(grad):
+            calls.append(1)
+            return grad * float("nan") if len(calls) == step else grad
+
+        next(p for n, p in model.named_parameters() if n.startswith("image_encoder")).register_hook(hook)
+    return poison
+
+
+def test_a_non_finite_gradient_is_never_stepped_on_and_the_last_good_state_is_saved(tmp_path):
+    tiny_run(tiny_config(tmp_path / "clean", "train.steps=3", "train.checkpoint_every=3"))
+    with pytest.raises(NonFiniteLossError, match=r"optimizer step 4 \(after 3 good steps\).*gradient") as err:
+        tiny_run(tiny_config(tmp_path / "bad", "train.steps=8", "train.checkpoint_every=8"),
+                 poison=nan_gradient_at_step(4))
+    assert str(ckpt.checkpoint_dir(tmp_path / "bad", 3)) in str(err.value)
+    assert_same_weights(weights(tmp_path / "clean"), weights(tmp_path / "bad"))  # the state after step 3
+
+
+def test_nan_policy_skip_passes_over_a_non_finite_gradient(tmp_path):
+    result = tiny_run(tiny_config(tmp_path, "train.steps=4", "train.nan_policy=skip"), poison=nan_gradient_at_step(2))
+    assert result.steps == 4 and result.nan_skips == 1
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path).values())
 
 
 def test_nan_policy_skip_counts_the_skipped_steps_and_finishes(tmp_path):
@@ -260,12 +399,13 @@ def test_unreadable_samples_are_counted_once_listed_and_summarised(tmp_path, cap
                       dataset=TinyStudies(bad={3: "unreadable"}))
     assert result.skipped_samples == 1  # met in both epochs, counted once
     listed = [json.loads(x) for x in (tmp_path / "skipped_samples.jsonl").read_text().splitlines()]
-    assert [(x["file"], x["kind"]) for x in listed] == [("s3", "file is empty")]
-    assert "skipped 1 of 16 training studies (file is empty: 1)" in capsys.readouterr().out
+    assert [(x["study_id"], x["kind"]) for x in listed] == [("s3", "unreadable")]
+    assert listed[0]["reason"].startswith("/data/s3.png: file is empty")
+    assert "skipped 1 of 16 training studies (unreadable: 1)" in capsys.readouterr().out
 
 
 def test_more_skips_than_the_threshold_fail_the_run(tmp_path):
-    with pytest.raises(TooManySkipsError, match=r"skipped 2 of 16 .*file is empty: 2.*skipped_samples\.jsonl"):
+    with pytest.raises(TooManySkipsError, match=r"skipped 2 of 16 .*unreadable: 2.*skipped_samples\.jsonl"):
         tiny_run(tiny_config(tmp_path, "train.steps=6", "data.max_skip_fraction=0.1"),
                  dataset=TinyStudies(bad={1: "unreadable", 2: "unreadable"}))
     assert (tmp_path / "skipped_samples.jsonl").exists()
@@ -276,16 +416,27 @@ def test_more_skips_than_the_threshold_fail_the_run(tmp_path):
 KILL_OPTIONS = ["train.steps=6", "train.mlm=true", "train.itm_probability=0.5"]
 
 
-def child_main(out_dir: str) -> None:
-    """What the killed subprocess runs: the same tiny run, resuming whatever is there."""
+def child_main(out_dir: str, pause: float) -> None:
+    """What the killed subprocess runs: the same tiny run, resuming whatever is there.
+
+    Every checkpoint write stalls ``pause`` seconds between its tensor files and its commit marker,
+    so a kill can land in the middle of a write.
+    """
     torch.set_num_threads(1)
+    write_marker = ckpt.atomic_write_text
+
+    def stalled(path, text):
+        time.sleep(pause)
+        write_marker(path, text)
+
+    ckpt.atomic_write_text = stalled
     tiny_run(tiny_config(out_dir, *KILL_OPTIONS), resume=True, dataset=TinyStudies(12))
 
 
 def start_child(out_dir: Path, pause: float = 0.0) -> subprocess.Popen:
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_train; " \
-           f"test_train.child_main({str(out_dir)!r})"
-    env = {**os.environ, "JOIMTERNET_CHECKPOINT_PAUSE": str(pause), "OMP_NUM_THREADS": "1"}
+           f"test_train.child_main({str(out_dir)!r}, {pause})"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from ..config import Config
 from .images import ImageReadError, read_image
 from .schema import CHEXPERT_LABELS, load_manifest, resolve_image_path
-from .tokenizer import MAX_LENGTH, build_tokenizer, load_tokenizer
+from .tokenizer import build_tokenizer, load_pretrained_tokenizer, load_tokenizer, tokenize_reports
 from .transforms import build_transforms, to_tensor
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,12 @@ class Collate:
     """Stack images, tokenize texts; studies whose image failed are reported in ``skipped``.
 
     Batch: ``images`` (B, 1, S, S), ``input_ids`` / ``attention_mask`` (B, L), ``labels`` (B, 14),
-    ``study_ids``, ``texts``, ``index`` (B,), ``skipped`` list of (study_id, reason).
+    ``study_ids``, ``texts``, ``index`` (B,), ``skipped`` list of (study_id, reason); with a
+    pretrained sub-word tokenizer also ``word_ids`` (B, L) (see :func:`.tokenizer.tokenize_reports`).
     """
 
-    def __init__(self, tokenizer, max_length: int = MAX_LENGTH):
+    def __init__(self, tokenizer, max_length: int | None = None):
+        """``max_length``: tokens kept per report (default: the tokenizer's ``model_max_length``)."""
         self.tokenizer = tokenizer
         self.max_length = max_length
 
@@ -107,12 +109,9 @@ class Collate:
         good = [it for it in items if "skipped" not in it]
         skipped = [it["skipped"] for it in items if "skipped" in it]
         texts = [it["text"] for it in good]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
         return {
             "images": torch.stack([it["image"] for it in good]) if good else torch.empty(0),
-            "input_ids": enc["input_ids"],
-            "attention_mask": enc["attention_mask"],
+            **tokenize_reports(self.tokenizer, texts, self.max_length),
             "labels": torch.stack([it["labels"] for it in good]) if good else torch.empty(0, 14),
             "study_ids": [it["study_id"] for it in good],
             "texts": texts,
@@ -163,8 +162,10 @@ def make_dataloader(dataset: StudyDataset, tokenizer, cfg: Config, train: bool,
 def load_training_data(cfg: Config, tokenizer_dir: str | Path | None = None):
     """Return ``(manifest, tokenizer)`` for ``cfg.data``; generates SynthCXR when asked and absent.
 
-    The tokenizer is loaded from ``tokenizer_dir`` (a run's saved tokenizer) when it exists, else
-    from ``<root>/tokenizer``, else trained on the training split's reports and saved there.
+    With ``model.text.pretrained_path`` the tokenizer is that folder's own. Otherwise the
+    word-level tokenizer is loaded from ``tokenizer_dir`` (a run's saved tokenizer) when it exists,
+    else from ``<root>/tokenizer``, else trained on the training split's reports and saved there.
+    Either way it truncates at ``data.max_length``.
     """
     root = Path(cfg.data.root)
     if cfg.data.source == "synthetic" and not (root / "manifest.json").exists():
@@ -173,9 +174,13 @@ def load_training_data(cfg: Config, tokenizer_dir: str | Path | None = None):
         generate_synthcxr(root, num_studies=cfg.data.num_studies, image_size=cfg.data.synth_image_size,
                           seed=cfg.data.seed)
     manifest = load_manifest(root)
+    if cfg.model.text.pretrained_path:
+        return manifest, load_pretrained_tokenizer(cfg.model.text.pretrained_path, cfg.data.max_length)
     for candidate in (tokenizer_dir, root / "tokenizer"):
         if candidate is not None and (Path(candidate) / "tokenizer.json").exists():
-            return manifest, load_tokenizer(candidate)
+            tokenizer = load_tokenizer(candidate)
+            tokenizer.model_max_length = cfg.data.max_length
+            return manifest, tokenizer
     train_texts = manifest.filter(lambda s: s == "train", input_columns="split")["text"]
     tokenizer = build_tokenizer(train_texts, min_frequency=cfg.data.min_word_frequency,
                                 max_length=cfg.data.max_length)

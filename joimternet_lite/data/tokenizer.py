@@ -1,6 +1,7 @@
-"""Word-level report tokenizer, built with the ``tokenizers`` library (DESIGN.md §1).
+"""Report tokenizers: the authors' word-level one, built with the ``tokenizers`` library, and a
+pretrained model's sub-word tokenizer, both driven by :func:`tokenize_reports`.
 
-Taught in notebook 02. Lower-case, ``\\w+`` words (punctuation dropped), every number becomes the
+Taught in notebooks 02 (word level) and 04 (sub-words). Lower-case, ``\\w+`` words (punctuation dropped), every number becomes the
 one token ``number``; the vocabulary holds words seen at least ``min_frequency`` times plus
 ``[PAD]=0 [CLS]=1 [SEP]=2 [UNK]=3 [MASK]=4``. Sequences are ``[CLS] w1 .. wn [SEP]``, at most
 ``max_length`` (160) tokens. The trained tokenizer is served as a ``transformers``
@@ -8,6 +9,13 @@ one token ``number``; the vocabulary holds words seen at least ``min_frequency``
 
 Word ``k`` of :func:`split_words` is token position ``k + 1`` of the encoded sequence (after
 ``[CLS]``), which is how SynthCXR's word indices line up with the model's word vectors.
+
+A pretrained folder's fast tokenizer (:func:`load_pretrained_tokenizer`) cuts words into sub-words.
+:func:`tokenize_reports` hands it the words of :func:`split_words` (as written in the report, so a
+cased model sees the case and numbers stay numbers) and returns ``word_ids`` beside the ids: the
+index k of the word each sub-word belongs to, the final separator counted as one more word, and -1
+for the leading special token and padding. The text tower mean-pools sub-words by ``word_ids``, so
+word k is again ``split_words(text)[k]``.
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 PAD_ID, CLS_ID, SEP_ID, UNK_ID, MASK_ID = range(5)
@@ -106,3 +116,61 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     if got != list(range(len(SPECIAL_TOKENS))):
         raise ValueError(f"{path}: special tokens have ids {got}, expected 0..4 for {SPECIAL_TOKENS}")
     return fast
+
+
+def load_pretrained_tokenizer(path: str | Path, max_length: int = MAX_LENGTH) -> PreTrainedTokenizerBase:
+    """The fast tokenizer of a local pretrained folder (``model.text.pretrained_path``).
+
+    ``max_length`` (``data.max_length``) becomes its ``model_max_length``, the truncation length of
+    :func:`tokenize_reports`.
+    """
+    path = Path(path)
+    if not (path / "tokenizer.json").exists():
+        raise FileNotFoundError(f"{path}: no tokenizer.json (a fast tokenizer) here; model.text.pretrained_path "
+                                "must be a folder written by save_pretrained, holding the model and its tokenizer")
+    # Byte-level BPE (RoBERTa) marks a word start with a space; pre-split words need it added, as in
+    # running text. Tokenizers without that option ignore it.
+    tokenizer = AutoTokenizer.from_pretrained(str(path), add_prefix_space=True)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{path}: the tokenizer must be a fast tokenizer (tokenizer.json) to map sub-words to words")
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def is_word_level(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True for this module's word-level tokenizer (one token per word), False for sub-word ones."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and isinstance(backend.model, WordLevel)
+
+
+def tokenize_reports(tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                     max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """The text tower's input for ``texts``: ``input_ids`` and ``attention_mask`` (B, L) long, and
+    for a sub-word tokenizer ``word_ids`` (B, L) long (see the module docstring).
+
+    Sequences are padded to the longest and cut at ``max_length`` tokens (default: the tokenizer's
+    ``model_max_length``, set from ``data.max_length`` when it is loaded; ``MAX_LENGTH`` for a
+    tokenizer saved without one).
+    """
+    if max_length is None:
+        unset = tokenizer.model_max_length >= VERY_LARGE_INTEGER
+        max_length = MAX_LENGTH if unset else tokenizer.model_max_length
+    if is_word_level(tokenizer):
+        enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    words = [[text[a:b] for _, (a, b) in split_words(text)] for text in texts]
+    enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
+                    return_tensors="pt")
+    word_ids = torch.stack([_word_ids_with_separator(enc.word_ids(row), enc["attention_mask"][row])
+                            for row in range(len(texts))]) if texts else enc["input_ids"].clone()
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
+
+
+def _word_ids_with_separator(ids: list[int | None], mask: torch.Tensor) -> torch.Tensor:
+    """(L,) word index per token; the last real special token (the separator) is word n, others -1."""
+    out = torch.tensor([-1 if w is None else w for w in ids], dtype=torch.long)
+    n_words = int(out.max()) + 1 if len(out) else 0
+    specials = [pos for pos, w in enumerate(ids) if w is None and mask[pos] and pos > 0]
+    if specials and specials[-1] > max((pos for pos, w in enumerate(ids) if w is not None), default=0):
+        out[specials[-1]] = n_words
+    return out

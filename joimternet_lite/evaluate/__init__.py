@@ -5,7 +5,7 @@ tidy rows recording their protocol beside the numbers.
 """
 
 from .classification import classification_row, evaluate_frozen, train_image_classifier, zero_shot_scores
-from .embed import embed_dataset, encode_texts
+from .embed import embed_dataset, embed_reports
 from .grounding import (
     evaluate_grounding,
     laterality_swap,
@@ -19,7 +19,7 @@ __all__ = [
     "as_table",
     "classification_row",
     "embed_dataset",
-    "encode_texts",
+    "embed_reports",
     "evaluate_frozen",
     "evaluate_grounding",
     "evaluate_retrieval",

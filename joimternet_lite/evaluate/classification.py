@@ -368,7 +368,8 @@ def zero_shot_scores(model, tokenizer, embeddings: dict, prompts=None, scoring: 
                      names=CHEXPERT_LABELS, **similarity_kwargs) -> np.ndarray:
     """(N, C) zero-shot scores of the embedded images; NaN columns for classes without prompts.
 
-    embeddings: ``image_vectors`` (and ``regions`` for local scoring), as from embed_dataset.
+    embeddings: ``image_vectors`` (and ``regions`` for local scoring), as from embed_dataset. Local
+    and combined scoring use the model's ``similarity.score``.
     """
     from .embed import embed_reports
     from .retrieval import similarity_matrix
@@ -380,7 +381,8 @@ def zero_shot_scores(model, tokenizer, embeddings: dict, prompts=None, scoring: 
             continue
         pos, neg = prompts[name]
         text_side = embed_reports(model, tokenizer, pos + neg, device)
-        sim = similarity_matrix(embeddings, text_side, scoring, device=device, **similarity_kwargs).numpy()
+        sim = similarity_matrix(embeddings, text_side, scoring, score=model.similarity.score, device=device,
+                                **similarity_kwargs).numpy()
         out[:, c] = zero_shot_from_similarities(sim[:, :len(pos)], sim[:, len(pos):])
     return out
 

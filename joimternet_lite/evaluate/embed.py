@@ -1,4 +1,5 @@
-"""Embed a whole evaluation split once, for retrieval, probes and grounding. Taught in notebook 09.
+"""Embed a whole evaluation split once (:func:`embed_dataset`), or free texts (:func:`embed_reports`),
+for retrieval, probes and grounding. Taught in notebook 09.
 
 Row i of every output is study i of the loader (which must not shuffle); the dataset chooses one
 image per study deterministically, so the rows are reproducible.
@@ -11,6 +12,7 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
+from ..data.tokenizer import tokenize_reports
 from ..device import to_device
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def model_null_region(model) -> torch.Tensor | None:
 
 def _embed_batch(model, batch: dict, parts: dict, keep_local: bool) -> None:
     img = model.encode_images(batch["images"])
-    txt = model.encode_texts(batch["input_ids"], batch["attention_mask"])
+    txt = model.encode_texts(batch["input_ids"], batch["attention_mask"], batch.get("word_ids"))
     parts["image_vectors"].append(img.image_vectors.float().cpu())
     parts["report_vectors"].append(txt.report_vectors.float().cpu())
     parts["lengths"].append(txt.lengths.cpu())
@@ -86,10 +88,13 @@ def pad_cat(word_blocks: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([torch.nn.functional.pad(w, (0, 0, 0, longest - w.shape[1])) for w in word_blocks])
 
 
-def encode_texts(model, tokenizer, texts: list[str], device, max_length: int = 160, batch_size: int = 64) -> dict:
-    """Encode free texts (prompts, phrases, edited reports) the way the dataset encodes reports.
+def embed_reports(model, tokenizer, texts: list[str], device, max_length: int | None = None,
+                  batch_size: int = 64) -> dict:
+    """Tokenize and encode free texts (prompts, phrases, edited reports) as the dataset does reports.
 
-    Returns ``report_vectors`` (T, D), ``words`` (T, L, D) and ``lengths`` (T,) on the CPU.
+    Returns ``report_vectors`` (T, D), ``words`` (T, L, D) and ``lengths`` (T,) on the CPU; word k
+    of text t is ``split_words(texts[t])[k]``. ``max_length`` defaults to the tokenizer's
+    ``model_max_length`` (``data.max_length`` when loaded by ``load_training_data``).
     """
     device = torch.device(device)
     was_training = model.training
@@ -98,9 +103,8 @@ def encode_texts(model, tokenizer, texts: list[str], device, max_length: int = 1
     try:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
-                enc = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                                max_length=max_length, return_tensors="pt")
-                txt = model.encode_texts(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+                enc = to_device(tokenize_reports(tokenizer, list(texts[start:start + batch_size]), max_length), device)
+                txt = model.encode_texts(enc["input_ids"], enc["attention_mask"], enc.get("word_ids"))
                 parts["report_vectors"].append(txt.report_vectors.float().cpu())
                 parts["words"].append(txt.words.float().cpu())
                 parts["lengths"].append(txt.lengths.cpu())

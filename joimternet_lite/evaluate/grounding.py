@@ -3,7 +3,8 @@
 A *target* is one finding in one study: the text whose words are mapped (the report itself, or a
 user's phrase), the word indices to pool (``head`` word(s), whole ``phrase``; index k is
 ``split_words(text)[k]`` = the model's word position k), and the finding's footprint on the region
-grid. Two maps per word (models.similarity.word_region_maps):
+grid. Two maps per word (the model's ``similarity.maps``, i.e. models.similarity.word_region_maps
+with the model's gamma1):
 
 - ``alpha``: the DAMSM attention (per word, a softmax over regions, after the softmax over words);
 - ``raw``: the raw word-region similarity e_i . v_j, softmaxed over regions.
@@ -291,25 +292,23 @@ def box_targets(phrase_boxes: list[PhraseBoxes], study_ids: list[str], grid: tup
 
 
 def word_maps_for(model, tokenizer, regions: torch.Tensor, pairs: list[tuple[int, str]], kind: str,
-                  device="cpu", batch_size: int = 32, gamma1: float = 4.0) -> list[torch.Tensor]:
+                  device="cpu", batch_size: int = 32) -> list[torch.Tensor]:
     """For each (image row, text) pair, its (W, R) word-region maps; W = the text's valid words.
 
-    regions: (N, R, D) from embed_dataset. Texts are encoded like the dataset's reports. A model's
-    opt-out region (``model.similarity.null_region``) is used in the alpha maps.
+    regions: (N, R, D) from embed_dataset. Texts are encoded like the dataset's reports (word k =
+    ``split_words(text)[k]``, for word-level and pretrained sub-word tokenizers alike). The maps are
+    the model's own (``model.similarity.maps``): its gamma1 and, in the alpha maps, its opt-out region.
     """
-    from ..models.similarity import word_region_maps
-    from .embed import encode_texts, model_null_region
+    from .embed import embed_reports
 
-    null = model_null_region(model)
     out = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        text_side = encode_texts(model, tokenizer, [t for _, t in chunk], device)
+        text_side = embed_reports(model, tokenizer, [t for _, t in chunk], device)
         rows = torch.tensor([r for r, _ in chunk])
         with torch.no_grad():
-            maps = word_region_maps(regions[rows].to(device), text_side["words"].to(device),
-                                    text_side["lengths"].to(device), kind=kind, gamma1=gamma1,
-                                    null_region=None if null is None else null.to(device))
+            maps = model.similarity.maps(regions[rows].to(device), text_side["words"].to(device),
+                                         text_side["lengths"].to(device), kind=kind)
         out += [m[:n].float().cpu() for m, n in zip(maps, text_side["lengths"].tolist(), strict=True)]
     return out
 
@@ -342,7 +341,7 @@ def swap_laterality(text: str) -> str:
 def laterality_swap(model, tokenizer, regions: torch.Tensor, targets: list[GroundingTarget],
                     grid: tuple[int, int], kinds=MAP_KINDS, word_set: str = "phrase", min_overlap: float = 0.0,
                     device="cpu") -> list[dict]:
-    """Counterfactual (DESIGN.md §4): swap left/right in the text and see where the phrase map goes.
+    """Counterfactual: swap left/right in the text and see where the phrase map goes.
 
     For each target with side left or right, the phrase map of the original and of the swapped text
     (same image) is measured on the finding's cells and on the mirrored cells. Rows hold

@@ -10,13 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import LossConfig, ModelConfig
-from .similarity import Similarity
+from ..config import ModelConfig
+from ..hub import PretrainedMixin
 from .image_encoder import ImageOutput, build_image_encoder
+from .similarity import Similarity
 from .text_encoder import TextEncoder, TextOutput
 
 
-class JoImTeRNet(nn.Module):
+class JoImTeRNet(PretrainedMixin, nn.Module):
+    """Both towers and the similarity; ``from_pretrained`` / ``save_pretrained`` come from ``joimternet_lite.hub``."""
+
     def __init__(self, image_encoder: nn.Module, text_encoder: TextEncoder, similarity: Similarity):
         super().__init__()
         self.image_encoder = image_encoder
@@ -47,23 +50,19 @@ class JoImTeRNet(nn.Module):
         return out
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, image_size: int | None = None,
-                loss_cfg: LossConfig | None = None) -> JoImTeRNet:
+def build_model(cfg: ModelConfig, vocab_size: int, image_size: int | None = None) -> JoImTeRNet:
     """Both towers and the similarity module from the config.
 
     ``image_size`` (the training resolution, ``cfg.data.image_size``) sets the image tower's
     strides so the region grid is ``cfg.image.grid``; it defaults to the paper's 2048 (authors'
-    CNN) or 512 (torchvision). ``loss_cfg`` gives the similarity its gammas and chunk size, so
-    retrieval and figures score as training does (default: gamma1 4, gamma2 5, chunks of 32).
+    CNN) or 512 (torchvision). The similarity keeps ``cfg.score``, so the loss, retrieval and
+    figures all score with ``model.similarity.score``.
     """
-    loss_cfg = loss_cfg or LossConfig()
-    similarity = Similarity(cfg.embed_dim, loss_cfg.gamma1, loss_cfg.gamma2, loss_cfg.chunk_size,
-                            null_region=cfg.null_region)
+    similarity = Similarity(cfg.embed_dim, cfg.score, null_region=cfg.null_region)
     return JoImTeRNet(build_image_encoder(cfg.image, cfg.embed_dim, image_size),
                       TextEncoder(cfg.text, vocab_size, cfg.embed_dim), similarity)
 
 
 def model_for(cfg, vocab_size: int) -> JoImTeRNet:
-    """The model a whole ``Config`` describes: towers sized for ``cfg.data.image_size`` and a
-    similarity that scores with ``cfg.loss``'s gammas, so training and evaluation agree."""
-    return build_model(cfg.model, vocab_size, image_size=cfg.data.image_size, loss_cfg=cfg.loss)
+    """The model a whole ``Config`` describes: towers sized for ``cfg.data.image_size``."""
+    return build_model(cfg.model, vocab_size, image_size=cfg.data.image_size)

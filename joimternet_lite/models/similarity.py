@@ -3,7 +3,7 @@
 Taught in notebooks 05 (global) and 06 (local). One module scores pairs for the losses, for
 retrieval and for the attention figures, so training and inference always score the same way.
 
-Local score S_w (DESIGN.md §1, AttnGAN's DAMSM word-level matching), for an image with regions
+Local score S_w (AttnGAN's DAMSM word-level matching, as the JoImTeRNet paper uses it), for an image with regions
 v_j (j = 1..R) and a report with word vectors e_i (i = 1..n):
 
 1. s_ij = e_i . v_j, a raw dot product;
@@ -26,7 +26,11 @@ finite constant (log of an empty sum would be -inf, which turns a cross-entropy 
 
 An optional null region (``null_region``, a learnable (D,) vector owned by the model) is appended
 to every image's regions, so a word can put its attention on it and opt out of the image
-(DESIGN.md §4). It is never part of a map's R.
+(words such as "no" or "normal" have no place in the image). It is never part of a map's R.
+
+gamma1, gamma2 and the chunk size come from one :class:`~joimternet_lite.config.ScoreConfig`, which
+the model's :class:`Similarity` holds (``model.similarity.score``); the plain functions default to
+its values.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from ..config import ScoreConfig
 
 EPS = 1e-8  # cosine denominators: max(||x||, EPS), as torch.nn.functional.cosine_similarity
 EMPTY_REPORT_SCORE = 0.0
@@ -66,9 +72,9 @@ def local_similarity(
     regions: torch.Tensor,
     words: torch.Tensor,
     lengths: torch.Tensor,
-    gamma1: float = 4.0,
-    gamma2: float = 5.0,
-    chunk_size: int = 32,
+    gamma1: float = ScoreConfig.gamma1,
+    gamma2: float = ScoreConfig.gamma2,
+    chunk_size: int = ScoreConfig.chunk_size,
     *,
     null_region: torch.Tensor | None = None,
     recompute: bool | None = None,
@@ -154,7 +160,7 @@ def word_region_maps(
     words: torch.Tensor,
     lengths: torch.Tensor,
     kind: str = "alpha",
-    gamma1: float = 4.0,
+    gamma1: float = ScoreConfig.gamma1,
     *,
     null_region: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -187,12 +193,12 @@ def local_similarity_reference(
     regions: torch.Tensor,
     words: torch.Tensor,
     lengths: torch.Tensor,
-    gamma1: float = 4.0,
-    gamma2: float = 5.0,
+    gamma1: float = ScoreConfig.gamma1,
+    gamma2: float = ScoreConfig.gamma2,
     *,
     null_region: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """S_w by a plain loop over pairs, word for word as DESIGN.md §1. Slow: for tests only."""
+    """S_w by a plain loop over pairs, step by step as the module docstring. Slow: for tests only."""
     regions = _with_null_region(regions, null_region)
     scores = []
     for image in regions:                                   # (R, D)
@@ -211,16 +217,14 @@ def local_similarity_reference(
 
 
 class Similarity(nn.Module):
-    """The scoring bundle shared by losses, retrieval and visualisation.
-
-    Holds gamma1, gamma2, the chunk size and, when ``null_region`` is on, the learnable null
-    region vector (D,). Taught in notebook 06.
+    """The model's scoring: its :class:`ScoreConfig` and, when ``null_region`` is on, the learnable
+    null region vector (D,). Losses, retrieval, grounding maps and figures all score with
+    ``model.similarity.score``. Taught in notebook 06.
     """
 
-    def __init__(self, embed_dim: int, gamma1: float = 4.0, gamma2: float = 5.0, chunk_size: int = 32,
-                 null_region: bool = False):
+    def __init__(self, embed_dim: int, score: ScoreConfig, null_region: bool = False):
         super().__init__()
-        self.gamma1, self.gamma2, self.chunk_size = gamma1, gamma2, chunk_size
+        self.score = score
         # small init: the null region starts close to a zero vector, so it starts as an uninformative sink
         self.null_region = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) if null_region else None
 
@@ -230,18 +234,13 @@ class Similarity(nn.Module):
 
     def local_scores(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(I, R, D), (T, L, D), (T,) -> (I, T) S_w."""
-        return local_similarity(regions, words, lengths, self.gamma1, self.gamma2, self.chunk_size,
-                                null_region=self.null_region)
+        return local_similarity(regions, words, lengths, self.score.gamma1, self.score.gamma2,
+                                self.score.chunk_size, null_region=self.null_region)
 
     def maps(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
              kind: str = "alpha") -> torch.Tensor:
         """Paired word-to-region maps (B, L, R); see :func:`word_region_maps`."""
-        return word_region_maps(regions, words, lengths, kind, self.gamma1, null_region=self.null_region)
-
-    def forward(self, out: dict) -> dict[str, torch.Tensor]:
-        """Both (I, T) matrices from a model output dict."""
-        return {"global": self.global_scores(out["image_vectors"], out["report_vectors"]),
-                "local": self.local_scores(out["regions"], out["words"], out["lengths"])}
+        return word_region_maps(regions, words, lengths, kind, self.score.gamma1, null_region=self.null_region)
 
 
 def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -> torch.Tensor:

@@ -8,23 +8,26 @@ Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids
   vectors are Linear_w(h_i) for the tokens after [CLS] ([SEP] kept), zero at padding, and
   lengths = attention_mask.sum(1) - 1. The report vector is Linear_s(h_[CLS]), or Linear_s of the
   masked mean of the word states when ``pool="mean"``.
-- pretrained sub-word encoder from a local folder (``pretrained_path``): ``encode_texts`` makes a
-  batch with ``word_ids`` (B, L), the word index of each sub-word (-1 for [CLS] and padding), the
-  words being :func:`joimternet_lite.data.tokenizer.split_words` and the final [SEP] counted as
-  one more word, as in the word-level sequence. Sub-word states are mean-pooled into word states,
-  so ``words[:, k]`` is word k of ``split_words(text)`` in both cases.
+- pretrained sub-word encoder from a local folder (``pretrained_path``, e.g. a BERT or RoBERTa
+  written by ``save_pretrained``): its batches come from
+  :func:`joimternet_lite.data.tokenizer.tokenize_reports` with ``word_ids`` (B, L), the word index
+  of each sub-word (-1 for [CLS] and padding), the words being
+  :func:`~joimternet_lite.data.tokenizer.split_words` and the final [SEP] counted as one more word,
+  as in the word-level sequence. Sub-word states are mean-pooled into word states, so
+  ``words[:, k]`` is word k of ``split_words(text)`` in both cases.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+from transformers import AutoModel, BertConfig, BertModel
 
 from ..config import TextModelConfig
-from ..data.tokenizer import MASK_ID, MAX_LENGTH, SPECIAL_TOKENS, split_words
+from ..data.tokenizer import MASK_ID, SPECIAL_TOKENS
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
 
@@ -55,13 +58,9 @@ class TextEncoder(nn.Module):
         if cfg.pool not in ("cls", "mean"):
             raise ValueError(f"model.text.pool={cfg.pool!r}: use cls (the authors' trainer) or mean")
         self.pool = cfg.pool
-        self.tokenizer = None
-        if cfg.pretrained_path:
-            self.bert = AutoModel.from_pretrained(cfg.pretrained_path)
-            self.tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained_path)
-            if not self.tokenizer.is_fast:
-                raise ValueError(f"{cfg.pretrained_path}: the tokenizer must be a fast tokenizer "
-                                 "(tokenizer.json) to map sub-words to words")
+        self.pretrained = bool(cfg.pretrained_path)
+        if self.pretrained:
+            self.bert = _load_pretrained(cfg.pretrained_path)
         else:
             self.bert = BertModel(BertConfig(
                 vocab_size=vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
@@ -72,7 +71,7 @@ class TextEncoder(nn.Module):
         hidden = self.bert.config.hidden_size
         self.word_proj = nn.Linear(hidden, embed_dim)
         self.report_proj = nn.Linear(hidden, embed_dim)
-        self.mlm_head = None if cfg.pretrained_path else MLMHead(hidden, vocab_size)
+        self.mlm_head = None if self.pretrained else MLMHead(hidden, vocab_size)
 
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Encoder hidden states (B, L, H)."""
@@ -83,9 +82,10 @@ class TextEncoder(nn.Module):
         """input_ids, attention_mask (B, L) long; word_ids (B, L) only for a pretrained encoder."""
         states = self.states(input_ids, attention_mask)
         if word_ids is None:
-            if self.tokenizer is not None:
+            if self.pretrained:
                 raise ValueError("a pretrained sub-word encoder needs word_ids: build the batch with "
-                                 "TextEncoder.encode_texts(texts)")
+                                 "joimternet_lite.data.tokenizer.tokenize_reports(tokenizer, texts) and the "
+                                 "folder's tokenizer (load_pretrained_tokenizer)")
             word_states = states[:, 1:]
             lengths = attention_mask.sum(dim=1) - 1
         else:
@@ -105,39 +105,24 @@ class TextEncoder(nn.Module):
                              "or set train.mlm=false")
         return self.mlm_head(self.states(input_ids, attention_mask))
 
-    def encode_texts(self, texts: list[str], max_length: int = MAX_LENGTH) -> dict[str, torch.Tensor]:
-        """A pretrained encoder's batch: input_ids, attention_mask and word_ids, each (B, L)."""
-        if self.tokenizer is None:
-            raise ValueError("encode_texts is for a pretrained encoder; word-level batches come from "
-                             "joimternet_lite.data.dataset.collate")
-        return subword_batch(self.tokenizer, texts, max_length)
 
-
-def subword_batch(tokenizer, texts: list[str], max_length: int = MAX_LENGTH) -> dict[str, torch.Tensor]:
-    """Tokenise ``split_words`` of each text into sub-words; word_ids maps each one to its word.
-
-    The final [SEP] is word n (n = the number of words kept); [CLS] and padding are -1.
-    """
-    split = [[w for w, _ in split_words(t)] for t in texts]
-    enc = tokenizer(split, is_split_into_words=True, truncation=True, max_length=max_length,
-                    padding=True, return_tensors="pt")
-    word_ids = torch.full_like(enc["input_ids"], -1)
-    for row in range(len(texts)):
-        ids = enc.word_ids(row)
-        kept = [w for w in ids if w is not None]
-        n_words = max(kept) + 1 if kept else 0
-        for pos, w in enumerate(ids):
-            if w is not None:
-                word_ids[row, pos] = w
-        sep = enc["attention_mask"][row].sum() - 1
-        word_ids[row, sep] = n_words
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
+def _load_pretrained(path: str) -> nn.Module:
+    """The encoder of a local pretrained folder, without its pooler (never used here; DDP needs a
+    gradient for every parameter)."""
+    if not (Path(path) / "config.json").exists():
+        raise FileNotFoundError(f"model.text.pretrained_path={path}: no config.json there; point it at a folder "
+                                "written by save_pretrained (model weights, config.json and tokenizer.json)")
+    bert = AutoModel.from_pretrained(path)
+    if getattr(bert, "pooler", None) is not None:
+        bert.pooler = None
+    return bert
 
 
 def pool_subwords(states: torch.Tensor, word_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of the sub-word states of each word: (B, L, H), (B, L) -> (B, L - 1, H), lengths (B,).
 
-    Words without a sub-word (none with :func:`subword_batch`) would be zero vectors.
+    Words without a sub-word (none from :func:`~joimternet_lite.data.tokenizer.tokenize_reports`)
+    would be zero vectors.
     """
     num_words = states.shape[1] - 1  # never more words than tokens after [CLS]
     slots = torch.arange(num_words, device=word_ids.device)
