@@ -288,7 +288,7 @@ def test_second_xml_with_same_uid_and_other_text_is_a_counted_skip(nlm_tree, tmp
     (nlm_tree / "ecgen-radiology").mkdir()
     with tarfile.open(nlm_tree / "NLMCXR_reports.tgz") as tar:  # an extracted copy beside its archive: no skip
         (nlm_tree / "ecgen-radiology" / "2.xml").write_bytes(tar.extractfile("ecgen-radiology/2.xml").read())
-    (nlm_tree / "ecgen-radiology" / "3.xml").write_bytes(openi_xml(3, "A different finding.", images=[]))
+    (nlm_tree / "ecgen-radiology" / "3.xml").write_bytes(openi_xml(3, "A different finding.", images=["CXR3_IM-0003-1001", "CXR3_IM-0003-9001"]))
     summary = prepare_openi(nlm_tree, tmp_path / "out", max_skip_fraction=0.5)
     assert summary["reports"] == 5
     assert summary["skips_by_kind"] == {"conflicting_report": 1, "empty_report": 1, "missing_image": 1}

@@ -35,7 +35,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..atomic import atomic_write_text
@@ -239,26 +239,36 @@ def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findi
     if records:
         save_manifest(records, out, source="openi", extra_features=_extra_features(), summary=summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    total = len(reports) + skips.counts().get("bad_report_xml", 0)
+    total = len(reports) + sum(skips.counts().get(k, 0) for k in ("bad_report_xml", "conflicting_report"))
     print(skips.report(total, out / "skips.jsonl", "reports"))
     skips.check(total, max_skip_fraction, out / "skips.jsonl", "reports")
     return summary
 
 
 def _load_reports(source: Path, skips: SkipLog) -> list[OpenIReport]:
-    reports = {}
+    reports: dict[str, OpenIReport] = {}
     for report in iter_report_xml(source, skips):
-        reports.setdefault(report.report_id, report)  # an archive beside its extracted folder: count once
+        _add_once(reports, report, skips)
     if not reports:
         for csv_path in files_under(source, "indiana_reports.csv"):
             for report in iter_report_csv(csv_path):
-                reports.setdefault(report.report_id, report)
+                _add_once(reports, report, skips)
     if not reports:
         raise OpenIError(
             f"{source}: no OpenI reports found (expected NLMCXR_reports.tgz, ecgen-radiology/*.xml or "
             "indiana_reports.csv). Download them with data_scripts/download_openi.py."
         )
     return sorted(reports.values(), key=lambda r: int(r.report_id) if r.report_id.isdigit() else r.report_id)
+
+
+def _add_once(reports: dict[str, OpenIReport], report: OpenIReport, skips: SkipLog) -> None:
+    """Keep the first report of each uId. An identical copy (an archive beside its extracted folder)
+    is dropped quietly; one with other content is a counted skip that names both files."""
+    first = reports.setdefault(report.report_id, report)
+    if first is not report and replace(report, source=first.source) != first:
+        skips.add("conflicting_report", report.source,
+                  f"uId {report.report_id} again, with other content than {first.source} (kept); "
+                  "check which file is right and remove the other")
 
 
 def _load_images(source: Path, out: Path) -> dict[tuple[str, str], Path]:
