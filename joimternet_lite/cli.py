@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-studies", type=int, default=2000)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that is neither empty nor a SynthCXR dataset (files of the same "
+                        "names are replaced, nothing else is deleted)")
     p.set_defaults(func=_generate)
 
     for name, helptext in (("train", "train a preset"), ("evaluate", "evaluate a trained run"),
@@ -61,7 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=globals()[f"_{name}"])
 
     sub.add_parser("prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR")
+    _add_model_commands(sub)
     return parser
+
+
+def _add_model_commands(sub) -> None:
+    """``search`` and ``ground``: use a trained model (a saved, checkpoint or run folder)."""
+    p = sub.add_parser("search", help="rank a folder's images for a sentence (--images --query), or a "
+                                      "manifest's reports for an image (--image --manifest)")
+    p.add_argument("--model", required=True, help="a save_pretrained folder, a checkpoint folder or a run folder")
+    p.add_argument("--images", help="folder of PNG / JPEG / DICOM files to rank (searched recursively)")
+    p.add_argument("--query", help="the sentence to rank the images for")
+    p.add_argument("--image", help="one image whose matching reports are ranked")
+    p.add_argument("--manifest", help="dataset root (manifest/ and manifest.json) whose reports are ranked")
+    p.add_argument("--top", type=int, default=10, help="results to print (default 10)")
+    p.add_argument("--scoring", choices=("global", "local", "combined"), default="global")
+    p.add_argument("--index", help="embedding index file (default: <images>.joimternet-index.safetensors "
+                                   "beside the folder)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.set_defaults(func=_search)
+    p = sub.add_parser("ground", help="draw the word-region maps of a sentence over an image")
+    p.add_argument("--model", required=True, help="a save_pretrained folder, a checkpoint folder or a run folder")
+    p.add_argument("--image", required=True, help="a PNG, JPEG or DICOM file")
+    p.add_argument("--text", required=True, help="the sentence whose words are mapped")
+    p.add_argument("--out", required=True, help="the PNG to write")
+    p.add_argument("--kind", choices=("alpha", "raw"), default="alpha",
+                   help="alpha: the attention of the local score; raw: word-region similarity over regions")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.set_defaults(func=_ground)
 
 
 def _env(args) -> int:
@@ -72,9 +102,13 @@ def _env(args) -> int:
 
 
 def _generate(args) -> int:
-    from .data.synthcxr import generate_synthcxr
+    from .data.synthcxr import SynthCXRFolderError, generate_synthcxr
 
-    generate_synthcxr(args.out, num_studies=args.num_studies, image_size=args.image_size, seed=args.seed)
+    try:
+        generate_synthcxr(args.out, num_studies=args.num_studies, image_size=args.image_size, seed=args.seed,
+                          overwrite=args.overwrite)
+    except SynthCXRFolderError as err:
+        raise SynthCXRFolderError(err.folder, err.problem, "add --overwrite") from None
     return 0
 
 
@@ -110,3 +144,15 @@ def _ablate(args) -> int:
 
     run_ablation(_load(args))
     return 0
+
+
+def _search(args) -> int:
+    from .search import search_command
+
+    return search_command(args)
+
+
+def _ground(args) -> int:
+    from .inference import ground_command
+
+    return ground_command(args)

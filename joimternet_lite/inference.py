@@ -201,3 +201,14 @@ def _array_to_unit(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise InferenceError(f"image values span [{float(t.min()):.3g}, {float(t.max()):.3g}]: pass raw pixels in "
                              "[0, 1] (or uint8); the model's eval transform normalises them itself")
     return t[None]
+
+
+def ground_command(args) -> int:
+    """``python -m joimternet_lite ground``: the word maps of ``--text`` over ``--image`` as a PNG."""
+    if not split_words(args.text or ""):
+        raise InferenceError(f"--text {args.text!r} has no words to map; give a sentence such as "
+                             "'small left pleural effusion'")
+    engine = ImageTextInference.from_pretrained(args.model, device=args.device)
+    out = engine.plot_word_maps(args.image, args.text, args.kind, out=args.out)
+    print(f"word maps ({args.kind}) of {len(split_words(args.text))} words written to {out}")
+    return 0

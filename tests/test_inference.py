@@ -11,7 +11,8 @@ from PIL import Image
 from test_dicom import make_ds, save
 
 from joimternet_lite import ImageTextInference, JoImTeRNet
-from joimternet_lite.data.images import ImageReadError, read_image
+from joimternet_lite.data.errors import ImageReadError
+from joimternet_lite.data.images import read_image
 from joimternet_lite.data.tokenizer import split_words
 from joimternet_lite.data.transforms import build_transforms, to_tensor
 from joimternet_lite.inference import InferenceError
