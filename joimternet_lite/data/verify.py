@@ -18,6 +18,7 @@ the pixels:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -34,6 +35,8 @@ from .errors import ImageReadError
 from .images import is_dicom, read_image
 from .skips import SkipLog
 from .views import guess_view
+
+log = logging.getLogger(__name__)
 
 PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8"
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length field (TEM, RSTn)
@@ -172,8 +175,8 @@ def check_images(paths: list[str | Path], decode: bool = False, classify_view: b
 def drop_bad_images(records: list[dict], skips: SkipLog, decode: bool = False, classify_views: bool = False,
                     workers: int | None = None, progress: bool = True) -> list[dict]:
     """Manifest rows with every failing image removed (with its view) and logged as a ``bad_image``
-    skip; a row left without images is dropped and logged as ``no_readable_image``.
-    ``classify_views`` replaces each row's views with the image classifier's."""
+    skip. A row left without images is dropped with a warning but no second skip entry: the skip
+    fraction counts each bad file once. ``classify_views`` replaces the views with the classifier's."""
     paths = sorted({p for r in records for p in r["image_paths"]})
     results = dict(zip(paths, check_images(paths, decode, classify_views, workers, progress), strict=True))
     for path in paths:
@@ -183,8 +186,9 @@ def drop_bad_images(records: list[dict], skips: SkipLog, decode: bool = False, c
     for record in records:
         pairs = [(p, results[p].view or v) for p, v in zip(record["image_paths"], record["views"], strict=True)
                  if results[p].problem is None]
-        if not pairs:
-            skips.add("no_readable_image", record["study_id"], f"all {len(record['image_paths'])} images failed the check")
-            continue
-        kept.append({**record, "image_paths": [p for p, _ in pairs], "views": [v for _, v in pairs]})
+        if pairs:
+            kept.append({**record, "image_paths": [p for p, _ in pairs], "views": [v for _, v in pairs]})
+    if len(kept) < len(records):
+        log.warning("%d studies left out: every image of theirs failed the check (listed as bad_image skips)",
+                    len(records) - len(kept))
     return kept
