@@ -8,6 +8,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    BasicTextSRStorage,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     RLELossless,
@@ -92,11 +93,29 @@ def test_rle_compressed_is_lossless(tmp_path):
     np.testing.assert_allclose(read_dicom(save(ds, tmp_path / "rle.dcm")), RAMP / 1023.0, atol=1e-6)
 
 
-def test_no_pixel_data(tmp_path):
+def test_complete_dicom_that_is_not_an_image_says_remove_it(tmp_path):
     ds = make_ds(RAMP)
     del ds.PixelData
-    with pytest.raises(DicomError, match=r"nopix.dcm: no pixel data"):
-        read_dicom(save(ds, tmp_path / "nopix.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage  # a structured report
+    with pytest.raises(DicomError, match=r"report.dcm: no pixel data.*Basic Text SR Storage.*not an image.*Remove it"):
+        read_dicom(save(ds, tmp_path / "report.dcm"))
+
+
+@pytest.mark.parametrize("keep", [140, 400, -(RAMP.nbytes + 12)])  # in the file meta, inside a value, before pixels
+def test_dicom_cut_inside_its_header_says_copy_it_again(tmp_path, keep):
+    path = save(make_ds(RAMP, PatientName="Doe^Jane", StudyDescription="CHEST PA"), tmp_path / "cut.dcm")
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(DicomError, match=r"cut.dcm: .*ends inside its DICOM header.*incomplete.*again") as err:
+        read_image(path)
+    assert "not an image" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", ".png"), ("JPEG", ".jpg")])
+def test_png_or_jpeg_named_dcm_says_what_it_is(tmp_path, fmt, suffix):
+    path = tmp_path / "film.dcm"
+    Image.fromarray(np.full((20, 30), 90, np.uint8)).save(path, format=fmt)
+    with pytest.raises(DicomError, match=rf"film.dcm: a {fmt} image, not a DICOM file.*Rename it to film{suffix}"):
+        read_image(path)
 
 
 def test_unsupported_syntax_names_plugin(tmp_path, monkeypatch):
@@ -139,3 +158,20 @@ def test_real_cr_chest_film_from_pydicom_data():
     rows = plain[500:1200]
     assert rows[:, 850:1000].mean() > rows[:, 350:600].mean() + 0.05
     assert rows[:, 850:1000].mean() > rows[:, 1250:1500].mean() + 0.05
+
+
+def test_file_that_is_neither_dicom_nor_an_image_says_so(tmp_path):
+    (tmp_path / "notes.dcm").write_text("patient notes, not an image\n" * 20)
+    with pytest.raises(DicomError, match=r"notes.dcm: not a DICOM file .*nor an image format.*remove it"):
+        read_image(tmp_path / "notes.dcm")
+
+
+def test_non_image_dicom_cut_inside_a_value_says_copy_it_again(tmp_path):
+    ds = make_ds(RAMP, ImageComments="CHEST " * 40)
+    del ds.PixelData
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
+    path = save(ds, tmp_path / "sr.dcm")
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"CHEST CHEST") + 50])  # the file ends inside ImageComments
+    with pytest.raises(DicomError, match=r"sr.dcm: the file ends inside its DICOM header"):
+        read_dicom(path)

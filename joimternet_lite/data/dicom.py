@@ -11,6 +11,10 @@ Taught in notebook 12. The display pipeline of DICOM PS3.4 N.2, done with pydico
 
 Without a VOI transform the image is scaled by its own minimum and maximum, which is what a viewer
 does with such a file. Files without a preamble or file-meta group are read with ``force=True``.
+
+A file without pixel data is told apart by cause, because the fixes differ: a PNG / JPEG with a
+DICOM name (rename it), a copy cut short inside its header (copy it again), a DICOM that is no image
+such as a report (remove it), or something else entirely.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.misc
+from PIL import Image, UnidentifiedImageError
+from pydicom.dataelem import RawDataElement
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 
 from .errors import DicomError
@@ -38,6 +45,10 @@ _PLUGIN_FOR_SYNTAX = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
     "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom's own numpy decoder also works)
 }
+
+# Ordinary image formats sometimes saved under a DICOM name, and the suffix that file should have.
+_OTHER_FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "JPEG2000": ".jp2", "TIFF": ".tif", "BMP": ".bmp",
+                        "GIF": ".gif", "WEBP": ".webp"}
 
 
 def read_dicom(path: str | Path) -> np.ndarray:
@@ -86,15 +97,14 @@ def _read_dataset(path: Path) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(path, force=True)
     except Exception as err:  # pydicom raises many types on garbage input
-        raise DicomError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err}); copy it again") from err
+        raise _other_format_error(path) or DicomError(
+            f"{path}: not a readable DICOM file ({type(err).__name__}: {err}). The copy is damaged: copy it again."
+        ) from err
 
 
 def _check_image_attributes(ds: pydicom.Dataset, path: Path) -> None:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise DicomError(
-            f"{path}: no pixel data element (7FE0,0010); it is not an image (e.g. a report or "
-            "presentation state). Remove it from the image folder."
-        )
+        raise _no_pixels_error(ds, path)
     missing = [k for k in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation") if k not in ds]
     if missing:
         raise DicomError(f"{path}: image attributes missing: {', '.join(missing)}; the file is incomplete")
@@ -110,6 +120,47 @@ def _check_image_attributes(ds: pydicom.Dataset, path: Path) -> None:
         ds.file_meta.TransferSyntaxUID = (
             pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR else pydicom.uid.ExplicitVRLittleEndian
         )
+
+
+def _no_pixels_error(ds: pydicom.Dataset, path: Path) -> DicomError:
+    """Why a file read as DICOM has no pixel data: another image format under a DICOM name, a copy cut
+    short (pixel data is the last element, so a cut file loses it first), or a DICOM that is no image."""
+    if other := _other_format_error(path):
+        return other
+    sop = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    if not (sop or pydicom.misc.is_dicom(path)):  # is_dicom: the 'DICM' marker after the preamble
+        return DicomError(
+            f"{path}: not a DICOM file (no 'DICM' marker, no SOP class) nor an image format Pillow knows. "
+            "Check what it is; replace it with the right file, or remove it from the image folder."
+        )
+    if sop and "Image" not in pydicom.uid.UID(str(sop)).name and not _value_cut_short(ds):
+        return DicomError(
+            f"{path}: no pixel data (7FE0,0010): its SOP class is {pydicom.uid.UID(str(sop)).name}, not an image "
+            "(e.g. a report or presentation state). Remove it from the image folder."
+        )
+    return DicomError(
+        f"{path}: the file ends inside its DICOM header, before any pixel data ({path.stat().st_size} bytes): "
+        "the copy or download is incomplete. Copy or download it again."
+    )
+
+
+def _other_format_error(path: Path) -> DicomError | None:
+    """The error for a PNG / JPEG / ... file with a DICOM name, or None when it is not one."""
+    try:
+        with Image.open(path, formats=list(_OTHER_FORMAT_SUFFIX)) as img:
+            fmt = img.format
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    return DicomError(
+        f"{path}: a {fmt} image, not a DICOM file (only its name says DICOM). "
+        f"Rename it to {path.stem}{_OTHER_FORMAT_SUFFIX[fmt]} so it is read as {fmt}, or convert it to DICOM."
+    )
+
+
+def _value_cut_short(ds: pydicom.Dataset) -> bool:
+    """True when the last element read holds fewer bytes than its length says: the file was cut inside it."""
+    return any(isinstance(e, RawDataElement) and e.value is not None and e.length != 0xFFFFFFFF
+               and len(e.value) < e.length for e in ds.elements())
 
 
 def _decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
