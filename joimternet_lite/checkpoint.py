@@ -10,26 +10,26 @@ Taught in notebook 08. A checkpoint is a folder ``<run>/checkpoints/step_000100/
 
 ``trainer.json`` is written last (each file through ``joimternet_lite.atomic``), so it is the commit
 marker: a folder without it, or whose files do not match it, is half-written and is never loaded
-(``latest_checkpoint`` passes over it, ``load_checkpoint`` refuses it). Nothing here calls
-``pickle`` or ``torch.load``. The environment variable ``JOIMTERNET_CHECKPOINT_PAUSE`` (seconds)
-sleeps between the tensor files and the marker; the kill-and-resume tests use it to SIGKILL a run
-in the middle of a checkpoint write.
+(``latest_checkpoint`` passes over it, ``load_checkpoint`` refuses it). Only finite weights are
+written, a write that fails (a full disk) removes its folder and says so, and nothing here calls
+``pickle`` or ``torch.load``. How a run resumes from these folders is mapped in ``resume.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .atomic import atomic_path, atomic_write_text
@@ -42,6 +42,14 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (a full disk, no permission); its folder is removed."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """Weights holding NaN or Inf: never written, so every checkpoint is a state training can go on from."""
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
@@ -121,17 +129,17 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, *,
     ``progress`` holds the JSON-able trainer position (epoch, batches consumed, counters); ``rng``
     a snapshot from :func:`rng_snapshot` (taken now when omitted). Returns the folder.
     """
+    check_finite(model, step)
     folder = checkpoint_dir(run_dir, step)
     if folder.exists():  # a stale or half-written folder of the same step, from a killed run
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    with atomic_path(folder / MODEL_FILE) as tmp:
-        save_model(model, str(tmp), metadata={"format": "joimternet_lite", "step": str(step)})
     rng_tensors, rng_meta = rng if rng is not None else rng_snapshot()
     optim_tensors, optim_meta = _split_optimizer(optimizer) if optimizer is not None else ({}, None)
-    with atomic_path(folder / TENSORS_FILE) as tmp:
+    with _removed_on_failure(folder, MODEL_FILE), atomic_path(folder / MODEL_FILE) as tmp:
+        save_model(model, str(tmp), metadata={"format": "joimternet_lite", "step": str(step)})
+    with _removed_on_failure(folder, TENSORS_FILE), atomic_path(folder / TENSORS_FILE) as tmp:
         save_file({**rng_tensors, **optim_tensors}, str(tmp))
-    time.sleep(float(os.environ.get("JOIMTERNET_CHECKPOINT_PAUSE", "0")))
     files = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
              for name in (MODEL_FILE, TENSORS_FILE)}
     state = {
@@ -146,59 +154,90 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, *,
         "config": config,
         "files": files,
     }
-    atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=1))
+    with _removed_on_failure(folder, STATE_FILE):
+        atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=1))
     prune_checkpoints(run_dir, keep)
     return folder
 
 
+def check_finite(model: torch.nn.Module, step: int) -> None:
+    """Raise ``NonFiniteWeightsError`` naming the first weight tensor that holds a NaN or Inf."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteWeightsError(
+                f"{name} holds NaN or Inf at step {step}, so no checkpoint of that state is written; lower the "
+                "learning rate (train.lr_image / train.lr_text) or use train.precision=fp32, then resume")
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path, name: str) -> Iterator[None]:
+    """Turn a failed write of ``folder / name`` into ``CheckpointWriteError``; remove the folder."""
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(folder, ignore_errors=True)  # a half-written folder would only hold the space
+        text = str(err)
+        full = getattr(err, "errno", None) in _DISK_FULL or "File too large" in text or "No space left" in text
+        problem = ("the disk is full. Free space on that disk, or set train.out_dir to a folder on another disk"
+                   if full else f"{text}. Check that the folder is writable and the disk has space")
+        raise CheckpointWriteError(f"{folder / name}: cannot write the checkpoint: {problem}; then run again "
+                                   "with --resume (the older checkpoints are intact)") from err
+
+
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
     """Delete complete checkpoints beyond the newest ``keep``, and half-written ones older than the newest."""
-    folders = _step_folders(run_dir)
+    folders = step_folders(run_dir)
     complete = [f for f in folders if _is_complete(f)]
     if not complete:
         return
-    newest = _step_of(complete[0])
+    newest = step_of(complete[0])
     doomed = complete[keep:] if keep > 0 else []
-    doomed += [f for f in folders if f not in complete and _step_of(f) < newest]
+    doomed += [f for f in folders if f not in complete and step_of(f) < newest]
     for f in doomed:
         shutil.rmtree(f, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- find and load
 
-def _step_of(folder: Path) -> int:
+def step_of(folder: Path) -> int:
     return int(_STEP_DIR.match(folder.name).group(1))
 
 
-def _step_folders(run_dir: str | Path) -> list[Path]:
+def step_folders(run_dir: str | Path) -> list[Path]:
     """``step_*`` folders under ``<run_dir>/checkpoints``, newest first."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)), key=_step_of, reverse=True)
+    return sorted((p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)), key=step_of, reverse=True)
 
 
-def _read_state(folder: Path) -> dict:
+def read_state(folder: Path) -> dict:
+    """``trainer.json``, after checking that it exists, parses and matches the sizes of the tensor
+    files (cheap; ``load_checkpoint`` also checks their sha256); else ``CheckpointError``."""
     path = folder / STATE_FILE
     if not path.exists():
         raise CheckpointError(f"{folder}: no {STATE_FILE}, so this checkpoint was never completed "
-                              "(the run was killed while writing it). Resume from an older one "
-                              "(latest_checkpoint skips it).")
+                              "(the run was killed while writing it). --resume passes over it; "
+                              "--resume-from STEP picks another one.")
     try:
         state = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err}); the checkpoint is damaged, use an older one") from err
+        raise CheckpointError(f"{path}: not valid JSON ({err}); the checkpoint is damaged; resume from an "
+                              "older one with --resume-from STEP") from err
     for name, info in state["files"].items():
         file = folder / name
         if not file.exists() or file.stat().st_size != info["bytes"]:
             raise CheckpointError(f"{file}: missing or not the size {STATE_FILE} records ({info['bytes']} bytes); "
-                                  "the checkpoint is incomplete, use an older one")
+                                  "the checkpoint is incomplete; resume from an older one with --resume-from STEP")
     return state
 
 
 def _is_complete(folder: Path) -> bool:
     try:
-        _read_state(folder)
+        read_state(folder)
     except (CheckpointError, KeyError, TypeError):
         return False
     return True
@@ -206,14 +245,37 @@ def _is_complete(folder: Path) -> bool:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint folder under ``<run_dir>/checkpoints``, or None."""
-    return next((f for f in _step_folders(run_dir) if _is_complete(f)), None)
+    return next((f for f in step_folders(run_dir) if _is_complete(f)), None)
 
 
 def _verify_hashes(folder: Path, state: dict) -> None:
     for name, info in state["files"].items():
         if _sha256(folder / name) != info["sha256"]:
             raise CheckpointError(f"{folder / name}: sha256 differs from the one in {STATE_FILE}; the file "
-                                  "was modified or damaged after the checkpoint was written. Use an older one.")
+                                  "was modified or damaged after the checkpoint was written. Resume from an older "
+                                  "checkpoint with --resume-from STEP")
+
+
+def newest_verified_checkpoint(run_dir: str | Path) -> tuple[Path | None, dict | None, list[dict]]:
+    """The newest checkpoint whose files match ``trainer.json`` (sizes and sha256), for evaluation.
+
+    Returns ``(folder, state, skipped)``: its folder and ``trainer.json`` content (None, None when
+    no checkpoint passes), and ``{"checkpoint": folder name, "reason": message}`` for every newer
+    one passed over, so a caller can say which weights it used and why.
+    """
+    skipped = []
+    for folder in step_folders(run_dir):
+        try:
+            state = read_state(folder)
+            _verify_hashes(folder, state)
+        except CheckpointError as err:
+            skipped.append({"checkpoint": folder.name, "reason": " ".join(str(err).split())})
+            continue
+        except (KeyError, TypeError) as err:
+            skipped.append({"checkpoint": folder.name, "reason": f"{folder / STATE_FILE}: malformed ({err!r})"})
+            continue
+        return folder, state, skipped
+    return None, None, skipped
 
 
 def check_compatible(path: str | Path, model: torch.nn.Module, vocab_size: int | None = None) -> None:
@@ -254,7 +316,7 @@ def load_checkpoint(folder: str | Path, model: torch.nn.Module, *, optimizer=Non
     with :func:`restore_rng` at the moment the data stream is back in place.
     """
     folder = Path(folder)
-    state = _read_state(folder)
+    state = read_state(folder)
     _verify_hashes(folder, state)
     if vocab_size is not None and state.get("vocab_size") not in (None, vocab_size):
         raise CheckpointError(f"{folder / STATE_FILE}: written with a vocabulary of {state['vocab_size']} words, "

@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default="demo_cpu", help="a preset name or a YAML path")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=50")
         if name == "train":
-            p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+            p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+            p.add_argument("--resume-from", metavar="STEP|PATH",
+                           help="continue from this checkpoint (a step number of this run, or a checkpoint folder); "
+                                "newer checkpoints are moved to <out_dir>/abandoned_checkpoints")
         p.set_defaults(func=globals()[f"_{name}"])
 
     sub.add_parser("prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR")
@@ -121,7 +124,7 @@ def _load(args):
 def _train(args) -> int:
     from .train import train
 
-    train(_load(args), resume=args.resume)
+    train(_load(args), resume=args.resume, resume_from=args.resume_from)
     return 0
 
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections import Counter
@@ -268,7 +269,8 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
         with contextlib.nullcontext() if sync_now else engine.ddp.no_sync():
             loss, terms = (itm_loss if kind == "itm" else mlm_loss)(engine, batch)
             if not all_ranks_true(bool(torch.isfinite(loss)), engine.device):
-                abandon_step(engine, buffers, NonFiniteBatch("loss", batch["study_ids"], {"loss": loss, **terms}))
+                bad = NonFiniteBatch("loss", batch["study_ids"], {"loss": loss.detach(), **terms})
+                abandon_step(engine, buffers, bad)
             engine.scaler.scale(loss / n).backward()
         totals.update({"loss": loss.detach() / n, **{k: v / n for k, v in terms.items()}})
     if kind == "mlm":  # bypassed DDP's forward, so its hooks did not reduce the text gradients
@@ -488,12 +490,29 @@ def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, device
     return dataloader, model, tokenizer
 
 
-def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dataloader=None) -> TrainResult:
+def open_run_dir(run_dir: Path) -> None:
+    """Create ``train.out_dir``; a file in its place, or a folder that cannot be written, is a ``ConfigError``."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"train.out_dir={str(run_dir)!r} is a file, not a folder; set train.out_dir to a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"train.out_dir={str(run_dir)!r} is not writable ({err.strerror}); set train.out_dir "
+                          "to a folder you can write") from err
+    if not os.access(run_dir, os.W_OK):
+        raise ConfigError(f"train.out_dir={str(run_dir)!r} is not writable; set train.out_dir to a folder you can "
+                          "write, or fix its permissions")
+
+
+def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dataloader=None,
+          resume_from: str | None = None) -> TrainResult:
     """Train ``cfg`` (a model and a loader may be passed in; else both are built from ``cfg``).
 
     ``resume=True`` continues from the newest complete checkpoint in ``train.out_dir`` (or starts
-    fresh when there is none); without it, a folder that already holds checkpoints is refused.
+    fresh when there is none); ``resume_from`` (a step number or a checkpoint folder) from that one.
+    Without either, a folder that already holds checkpoints is refused. ``resume.py`` maps the rest.
     """
+    validate(cfg)
     started = time.perf_counter()
     device = pick_device(cfg.train.device)
     owns_group = not torch.distributed.is_initialized()  # a caller's process group is left to the caller
@@ -501,30 +520,28 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     run_dir = Path(cfg.train.out_dir)
-    found = ckpt.latest_checkpoint(run_dir)
-    if found is not None and not resume:
-        raise FileExistsError(f"{run_dir} already holds checkpoints ({found.name}); pass --resume to continue "
-                              "that run, or choose another train.out_dir")
+    open_run_dir(run_dir)
+    resume = resume or resume_from is not None
+    if not resume:
+        rs.refuse_fresh_start(run_dir)
+    found = rs.find_checkpoint(run_dir, resume_from) if resume else None
     seed_everything(cfg.train.seed + info.rank)
     dataloader, model, tokenizer = load_data_and_model(cfg, model, dataloader, device)
     vocab_size = len(tokenizer) if tokenizer is not None else None
     engine = build_engine(cfg, model, device, info)
-    state = None
-    if resume and found is not None:
-        state = ckpt.load_checkpoint(found, model, optimizer=engine.optimizer, scheduler=engine.scheduler,
-                                     scaler=engine.scaler, vocab_size=vocab_size)
+    state, changes = None, {}
+    if found is not None:
+        state, changes = rs.restore(found, cfg, model, optimizer=engine.optimizer, scheduler=engine.scheduler,
+                                    scaler=engine.scaler, vocab_size=vocab_size)
     progress = state["progress"] if state else {}
     step = state["step"] if state else 0
     stream = BatchStream(dataloader, progress.get("epoch", 0), progress.get("consumed", 0))
     if state:  # after the stream is open: opening a loader draws from the torch RNG in both runs
         ckpt.restore_rng(*state["rng"])
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        announce(cfg, engine, info, run_dir, found, step, changes)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-        print(f"training {cfg.name} on {describe(device, engine.precision)}, {info.world_size} process(es), "
-              f"{'resuming at step ' + str(step) if state else 'from scratch'}; writing to {run_dir}")
     runlog = RunLog(run_dir, info.is_main, step, cfg.train.steps)
     skips = TrainingSkips(run_dir, len(dataloader.dataset), cfg.data.max_skip_fraction, info.is_main,
                           progress.get("skipped"))
@@ -537,8 +554,24 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
     if info.is_main:
         print(skips.summary())
         if nan_skips:
-            print(f"{nan_skips} optimizer step(s) were skipped for a non-finite loss (train.nan_policy=skip).")
+            print(f"{nan_skips} optimizer step(s) were skipped for a non-finite loss or gradient "
+                  "(train.nan_policy=skip).")
     if owns_group:
         cleanup()
     return TrainResult(model=model, out_dir=run_dir, checkpoint=final, steps=step, last_metrics=metrics,
                        nan_skips=nan_skips, skipped_samples=len(skips.seen), seconds=time.perf_counter() - started)
+
+
+def announce(cfg: Config, engine: Engine, info: DistInfo, run_dir: Path, found: Path | None, step: int,
+             changes: dict[str, list]) -> None:
+    """Rank 0: say what runs where and from which state; write config.yaml and its history."""
+    start = f"resuming at step {step} from {found}" if found is not None else "from scratch"
+    print(f"training {cfg.name} on {describe(engine.device, engine.precision)}, {info.world_size} process(es), "
+          f"{start}; writing to {run_dir}")
+    if changes:
+        print(f"settings changed since {found.name}, applied from now on: {rs.describe_changes(changes)}")
+    moved = rs.set_aside_newer(run_dir, step) if found is not None else []
+    if moved:
+        print(f"moved {len(moved)} newer checkpoint(s) to {moved[0].parent}: the run continues from step {step}")
+    save_config(cfg, run_dir / "config.yaml")
+    rs.record_history(run_dir, step, "resume" if found is not None else "start", changes)

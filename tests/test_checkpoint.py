@@ -1,8 +1,11 @@
 """Checkpoints: exact round trip, atomic commit marker, pruning, clear mismatch errors, no pickle."""
 
+import errno
 import json
+import os
 import pickle
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from torch import nn
 
 from joimternet_lite import checkpoint as ckpt
 from joimternet_lite.checkpoint import CheckpointError
+from joimternet_lite.errors import UserError
 
 
 class Tiny(nn.Module):
@@ -156,3 +160,51 @@ def test_recorded_vocabulary_size_is_checked_before_the_tensors(tmp_path):
     folder = ckpt.save_checkpoint(tmp_path, 1, model, optimizer=opt, vocab_size=11)
     with pytest.raises(CheckpointError, match="vocabulary of 11 words, but this model has 12"):
         ckpt.load_checkpoint(folder, Tiny(), vocab_size=12)
+
+
+def test_tensor_files_follow_the_umask_like_every_other_output(tmp_path):
+    old = os.umask(0o022)
+    try:
+        folder = ckpt.save_checkpoint(tmp_path, 1, _fresh()[0])
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"model.safetensors": 0o644, "trainer.safetensors": 0o644, "trainer.json": 0o644}
+
+
+@pytest.mark.parametrize("writer", ["save_model", "save_file"])
+def test_a_full_disk_names_the_path_and_leaves_the_older_checkpoint_loadable(tmp_path, monkeypatch, writer):
+    model, opt = _fresh()
+    ckpt.save_checkpoint(tmp_path, 1, model, optimizer=opt)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ckpt, writer, full)
+    with pytest.raises(ckpt.CheckpointWriteError, match=r"step_000002.*disk is full.*--resume") as err:
+        ckpt.save_checkpoint(tmp_path, 2, model, optimizer=opt)
+    assert isinstance(err.value, UserError)
+    assert not ckpt.checkpoint_dir(tmp_path, 2).exists()  # no half-written folder holds the space
+    assert ckpt.latest_checkpoint(tmp_path) == ckpt.checkpoint_dir(tmp_path, 1)
+    ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path), Tiny(), optimizer=torch.optim.AdamW(Tiny().parameters()))
+
+
+def test_safetensors_file_too_large_error_is_reported_as_a_full_disk(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def too_large(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 27, kind: FileTooLarge, "
+                              "message: \"File too large\" })")
+
+    monkeypatch.setattr(ckpt, "save_model", too_large)
+    with pytest.raises(ckpt.CheckpointWriteError, match=r"model\.safetensors.*disk is full"):
+        ckpt.save_checkpoint(tmp_path, 1, _fresh()[0])
+
+
+def test_non_finite_weights_are_never_written(tmp_path):
+    model, opt = _fresh()
+    with torch.no_grad():
+        model.image_encoder[0].weight[0, 0] = float("nan")
+    with pytest.raises(ckpt.NonFiniteWeightsError, match=r"image_encoder\.0\.weight"):
+        ckpt.save_checkpoint(tmp_path, 1, model, optimizer=opt)
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())

@@ -7,13 +7,13 @@ import re
 import pytest
 
 from joimternet_lite.config import (
+    RULES,
     Config,
     ConfigError,
     apply_override,
     check_fraction,
     list_presets,
     load_config,
-    RULES,
     save_config,
     to_dict,
     validate,
