@@ -27,6 +27,18 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+def default_variants(cfg: Config) -> list[str]:
+    """Every variant; without the MLM one when the text tower is pretrained (``model.text.pretrained_path``),
+    since MLM trains the word-level tower only. The skip is printed."""
+    if not cfg.model.text.pretrained_path:
+        return list(VARIANTS)
+    kept = [name for name, overrides in VARIANTS.items() if "train.mlm=true" not in overrides]
+    skipped = [name for name in VARIANTS if name not in kept]
+    print(f"ablation: skipping {skipped}: MLM trains the word-level text tower only, and "
+          f"model.text.pretrained_path is set", flush=True)
+    return kept
+
+
 def variant_steps(cfg: Config) -> int:
     """Training steps of every variant: ``ablation.steps``, else ``train.steps``."""
     return cfg.train.steps if cfg.ablation.steps is None else cfg.ablation.steps
@@ -76,7 +88,7 @@ def run_ablation(cfg: Config, variants: list[str] | None = None) -> Path:
     manifest, tokenizer = load_training_data(cfg)
     device = pick_device(cfg.train.device)
     rows = []
-    for name in variants or list(VARIANTS):
+    for name in variants or default_variants(cfg):
         print(f"\n==> ablation variant: {name}", flush=True)
         vcfg = variant_config(cfg, name, out_root)
         result = train(vcfg, resume=True)
