@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from joimternet_lite import errors
+from joimternet_lite.cli import main
+from joimternet_lite.config import Config
+from joimternet_lite.data.dataset import load_training_data
 from joimternet_lite.data.schema import CHEXPERT_LABELS, load_manifest
 from joimternet_lite.data.synthcxr import (
     Difficulty,
@@ -247,3 +251,93 @@ def test_lateral_films_are_the_recorded_ones():
         h.update(render_lateral(i, 0, SIZE).tobytes())
         h.update(bytes([has_lateral(f"synth-{i:06d}")]))
     assert h.hexdigest() == LATERAL_DIGEST
+
+
+# Writing into a folder that holds other files: nothing SynthCXR did not write may be lost.
+
+
+def _users_file(folder: Path) -> Path:
+    path = folder / "images" / "mine.png"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(path)
+    return path
+
+
+def _synth_files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for sub in ("images", "masks") for p in (root / sub).glob("synth-*"))
+
+
+def test_generate_refuses_a_folder_of_other_files_and_keeps_them(tmp_path, capsys):
+    mine = _users_file(tmp_path / "out")
+    kept = mine.read_bytes()
+    args = ["generate", "--out", str(tmp_path / "out"), "--num-studies", "4", "--image-size", str(SIZE)]
+    assert main(args) == errors.EXIT_USER_ERROR
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path / "out") in line and "--overwrite" in line
+    assert mine.read_bytes() == kept and sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["images", "mine.png"]
+    with pytest.raises(errors.UserError, match="overwrite=True"):
+        generate_synthcxr(tmp_path / "out", num_studies=4, image_size=SIZE, workers=1, progress=False)
+    # --overwrite writes SynthCXR's files beside the user's and deletes nothing
+    assert main([*args, "--overwrite"]) == errors.EXIT_OK
+    assert mine.read_bytes() == kept and len(load_manifest(tmp_path / "out")) == 4
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == [
+        "mine.png", *(f"synth-{i:06d}.png" for i in range(4))]
+
+
+def test_train_on_a_folder_of_other_files_names_data_root_and_keeps_them(tmp_path):
+    mine = _users_file(tmp_path / "data")
+    cfg = Config()
+    cfg.data.root, cfg.data.num_studies, cfg.data.synth_image_size = str(tmp_path / "data"), 4, SIZE
+    assert cfg.data.source == "synthetic"
+    with pytest.raises(errors.UserError, match="data.root") as err:
+        load_training_data(cfg)
+    assert str(tmp_path / "data") in str(err.value)
+    assert mine.exists() and not (tmp_path / "data" / "manifest.json").exists()
+
+
+def test_regenerating_replaces_only_the_files_the_old_dataset_lists(tmp_path):
+    root = tmp_path / "synth"
+    generate_synthcxr(root, num_studies=6, image_size=SIZE, seed=1, workers=1, progress=False)
+    mine = _users_file(root / "extra")  # a user's folder inside the dataset
+    (root / "images" / "notes.txt").write_text("mine")
+    generate_synthcxr(root, num_studies=4, image_size=SIZE, seed=2, workers=1, progress=False)
+    assert mine.exists() and (root / "images" / "notes.txt").read_text() == "mine"
+    listed = [p for r in load_manifest(root) for p in r["image_paths"] + [g["mask_path"] for g in r["findings_gt"]]]
+    assert _synth_files(root) == sorted(listed)  # studies 4 and 5 of the old dataset are gone
+    fresh = tmp_path / "fresh"
+    generate_synthcxr(fresh, num_studies=4, image_size=SIZE, seed=2, workers=1, progress=False)
+    assert all((root / p).read_bytes() == (fresh / p).read_bytes() for p in listed)
+
+
+def test_regenerating_refuses_to_replace_a_file_the_old_dataset_does_not_list(tmp_path):
+    root = tmp_path / "synth"
+    generate_synthcxr(root, num_studies=2, image_size=SIZE, workers=1, progress=False)
+    before = _synth_files(root)
+    stranger = root / "images" / "synth-000003.png"
+    stranger.write_bytes(b"not ours")
+    with pytest.raises(errors.UserError, match="synth-000003.png"):
+        generate_synthcxr(root, num_studies=4, image_size=SIZE, workers=1, progress=False)
+    assert stranger.read_bytes() == b"not ours" and len(load_manifest(root)) == 2
+    assert _synth_files(root) == sorted([*before, "images/synth-000003.png"])
+
+
+def test_a_run_cut_off_while_moving_files_can_be_repeated(tmp_path, monkeypatch):
+    from joimternet_lite.data.synthcxr import writer
+
+    real_replace, moves = writer.os.replace, []
+
+    def cut_off(src, dst):
+        if len(moves) == 3:
+            raise KeyboardInterrupt
+        moves.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        generate_synthcxr(tmp_path / "synth", num_studies=4, image_size=SIZE, workers=1, progress=False)
+    monkeypatch.undo()
+    assert len(moves) == 3 and not (tmp_path / "synth" / "manifest.json").exists()
+    generate_synthcxr(tmp_path / "synth", num_studies=4, image_size=SIZE, workers=1, progress=False)
+    generate_synthcxr(tmp_path / "fresh", num_studies=4, image_size=SIZE, workers=1, progress=False)
+    assert _synth_files(tmp_path / "synth") == _synth_files(tmp_path / "fresh")
+    assert sorted(p.name for p in (tmp_path / "synth").iterdir()) == sorted(p.name for p in (tmp_path / "fresh").iterdir())

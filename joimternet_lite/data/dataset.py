@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from ..config import Config
+from ..config import Config, ConfigError
 from .images import ImageReadError, read_image
 from .schema import CHEXPERT_LABELS, load_manifest, resolve_image_path
 from .tokenizer import build_tokenizer, load_pretrained_tokenizer, load_tokenizer, tokenize_reports
@@ -169,10 +169,16 @@ def load_training_data(cfg: Config, tokenizer_dir: str | Path | None = None):
     """
     root = Path(cfg.data.root)
     if cfg.data.source == "synthetic" and not (root / "manifest.json").exists():
-        from .synthcxr import generate_synthcxr
+        from .synthcxr import SynthCXRFolderError, generate_synthcxr
 
-        generate_synthcxr(root, num_studies=cfg.data.num_studies, image_size=cfg.data.synth_image_size,
-                          seed=cfg.data.seed)
+        try:
+            generate_synthcxr(root, num_studies=cfg.data.num_studies, image_size=cfg.data.synth_image_size,
+                              seed=cfg.data.seed)
+        except SynthCXRFolderError as err:
+            raise ConfigError(
+                f"data.root={root}: {err.problem}; with data.source=synthetic, training generates SynthCXR there. "
+                "Set data.root to an empty or new folder (or to a SynthCXR dataset), or data.source=manifest "
+                "if the folder holds a prepared manifest") from None
     manifest = load_manifest(root)
     if cfg.model.text.pretrained_path:
         return manifest, load_pretrained_tokenizer(cfg.model.text.pretrained_path, cfg.data.max_length)

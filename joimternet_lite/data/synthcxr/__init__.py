@@ -32,6 +32,7 @@ from .writer import (
     DEFAULT_SPLIT_FRACTIONS,
     DEMO_NUM_STUDIES,
     DEMO_SEED,
+    SynthCXRFolderError,
     assign_splits,
     findings_gt_features,
     generate_synthcxr,
@@ -41,7 +42,7 @@ from .writer import (
 
 __all__ = [
     "DEFAULT_SPLIT_FRACTIONS", "DEFAULT_VISIBILITY", "DEMO_NUM_STUDIES", "DEMO_SEED", "DEVICE_TYPES",
-    "FINDING_TYPES", "MAX_SIZE", "MIN_SIZE", "PATHOLOGY_LABELS", "Difficulty", "SynthStudy", "assign_splits",
+    "FINDING_TYPES", "MAX_SIZE", "MIN_SIZE", "PATHOLOGY_LABELS", "Difficulty", "SynthCXRFolderError", "SynthStudy", "assign_splits",
     "findings_gt_features", "generate_study", "generate_synthcxr", "has_lateral", "mesh_terms", "mimic_ids",
     "mimic_report", "openi_report_xml", "render_lateral", "split_file_payload", "study_id", "write_mimic_layout",
     "write_openi_layout", "write_split_file",

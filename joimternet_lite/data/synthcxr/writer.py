@@ -2,8 +2,14 @@
 
 Taught in notebooks 01 and 02. On disk (:func:`generate_synthcxr`): ``images/<id>.png`` (8-bit
 grey), one 1-bit PNG per finding mask ``masks/<id>_<k>.png``, and the manifest
-(``schema.save_manifest``, ``source`` = ``synthcxr``). Images and masks are written to a staging
-folder and moved into place, so an interrupted run leaves no half dataset.
+(``schema.save_manifest``, ``source`` = ``synthcxr``).
+
+The output folder may hold other files; none of them is lost. A folder that is neither empty nor
+a SynthCXR dataset is refused (:class:`SynthCXRFolderError`) unless ``overwrite=True``.
+Regenerating over a SynthCXR dataset replaces only the files its manifest lists: files of the new
+dataset are moved in from a staging folder, then the old dataset's files the new one does not
+have are deleted, then the manifest is saved. While files move, ``.synthcxr-pending.json`` lists
+every file this run may replace, so a run that is cut off can be repeated.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ...atomic import atomic_write_text
+from ...errors import UserError
 from ..schema import CHEXPERT_LABELS, SPLITS, save_manifest
 from .findings import Difficulty
 from .primitives import check_size
@@ -30,6 +37,19 @@ from .study import generate_study, study_id
 
 DEMO_NUM_STUDIES, DEMO_SEED = 2000, 0
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+SOURCE = "synthcxr"                   # the manifest's source: marks a folder as a SynthCXR dataset
+STAGING_PREFIX = ".synthcxr-"         # this writer's own temporary entries in the output folder
+PENDING = ".synthcxr-pending.json"    # files a run is moving in (see the module docstring)
+
+
+class SynthCXRFolderError(UserError, ValueError):
+    """The output folder holds files SynthCXR did not write. ``override`` says how the caller's
+    user writes there anyway (a flag, a config key), so each front end names its own."""
+
+    def __init__(self, folder: Path, problem: str, override: str = "pass overwrite=True") -> None:
+        self.folder, self.problem = folder, problem
+        super().__init__(f"{folder}: {problem}. Choose an empty or new folder, or {override} to write into it "
+                         "anyway (SynthCXR replaces the files it writes and deletes nothing else)")
 
 
 def findings_gt_features() -> list:
@@ -81,20 +101,23 @@ def _write_study(index: int, seed: int, image_size: int, difficulty: Difficulty,
 def generate_synthcxr(out_dir: str | Path, num_studies: int = DEMO_NUM_STUDIES, image_size: int = 256,
                       seed: int = DEMO_SEED, workers: int = 2,
                       split_fractions: tuple[float, ...] = DEFAULT_SPLIT_FRACTIONS,
-                      difficulty: Difficulty | None = None, progress: bool = True) -> datasets.Dataset:
+                      difficulty: Difficulty | None = None, progress: bool = True,
+                      overwrite: bool = False) -> datasets.Dataset:
     """Write SynthCXR under ``out_dir`` (images/, masks/, manifest) and return the manifest.
 
-    Output is identical for any ``workers`` (each study has its own generator). Existing
-    ``images/`` and ``masks/`` folders in ``out_dir`` are replaced.
+    Output is identical for any ``workers`` (each study has its own generator). ``out_dir`` must be
+    new, empty or a SynthCXR dataset, of which only the listed files are replaced; ``overwrite``
+    writes into any folder, replacing files of the same names and deleting nothing else.
     """
     check_size(image_size)
     if num_studies < 1:
         raise ValueError(f"num_studies={num_studies} must be at least 1")
     out_dir = Path(out_dir)
+    owned = _replaceable_files(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     difficulty = difficulty or Difficulty()
     splits = assign_splits(num_studies, seed, split_fractions)
-    staging = Path(tempfile.mkdtemp(prefix=".synthcxr-", dir=out_dir))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     try:
         for sub in ("images", "masks"):
             (staging / sub).mkdir()
@@ -105,17 +128,58 @@ def generate_synthcxr(out_dir: str | Path, num_studies: int = DEMO_NUM_STUDIES, 
                 records = list(bar(pool.map(job, range(num_studies), chunksize=32)))
         else:
             records = [job(i) for i in bar(range(num_studies))]
-        for sub in ("images", "masks"):
-            shutil.rmtree(out_dir / sub, ignore_errors=True)
-            os.replace(staging / sub, out_dir / sub)
+        _move_into_place(staging, out_dir, _files_of(records), owned, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for record, split in zip(records, splits, strict=True):
         record["split"] = split
     summary = {"seed": seed, "image_size": image_size, "difficulty": difficulty.__dict__,
                "label_counts": _label_counts(records)}
-    return save_manifest(records, out_dir, source="synthcxr",
-                         extra_features={"findings_gt": findings_gt_features()}, summary=summary)
+    manifest = save_manifest(records, out_dir, source=SOURCE,
+                             extra_features={"findings_gt": findings_gt_features()}, summary=summary)
+    (out_dir / PENDING).unlink(missing_ok=True)
+    return manifest
+
+
+def _files_of(records: list[dict] | datasets.Dataset) -> set[str]:
+    """Relative paths of the images and masks a manifest lists."""
+    return {path for r in records for path in [*r["image_paths"], *(g["mask_path"] for g in r["findings_gt"])]}
+
+
+def _replaceable_files(out_dir: Path, overwrite: bool) -> set[str]:
+    """Files in ``out_dir`` that SynthCXR wrote and may replace; refuse a folder of other files."""
+    if not out_dir.is_dir():
+        return set()
+    owned = set()
+    if (out_dir / PENDING).exists():
+        owned |= set(json.loads((out_dir / PENDING).read_text()))
+    if _is_synthcxr(out_dir):
+        owned |= _files_of(datasets.load_from_disk(str(out_dir / "manifest")).select_columns(["image_paths", "findings_gt"]))
+    elif not owned and not overwrite and any(not p.name.startswith(STAGING_PREFIX) for p in out_dir.iterdir()):
+        raise SynthCXRFolderError(out_dir, f"the folder is not empty and holds no SynthCXR dataset (no manifest.json "
+                                           f"with source {SOURCE!r})")
+    return owned
+
+
+def _is_synthcxr(out_dir: Path) -> bool:
+    try:
+        return json.loads((out_dir / "manifest.json").read_text()).get("source") == SOURCE
+    except (OSError, ValueError):
+        return False
+
+
+def _move_into_place(staging: Path, out_dir: Path, new: set[str], owned: set[str], overwrite: bool) -> None:
+    """Move the staged files into ``out_dir``, then delete the owned files the new dataset lacks."""
+    strangers = sorted(p for p in new - owned if (out_dir / p).exists())
+    if strangers and not overwrite:
+        raise SynthCXRFolderError(out_dir, f"{len(strangers)} file(s) SynthCXR would write are there but not listed "
+                                           f"by its manifest, e.g. {strangers[0]}")
+    atomic_write_text(out_dir / PENDING, json.dumps(sorted(owned | new)))
+    for path in sorted(new):
+        (out_dir / path).parent.mkdir(exist_ok=True)
+        os.replace(staging / path, out_dir / path)
+    for path in sorted(owned - new):
+        (out_dir / path).unlink(missing_ok=True)
 
 
 def _label_counts(records: list[dict]) -> dict[str, dict[str, int]]:
