@@ -7,6 +7,8 @@
 Writes ``<out>/images``, ``<out>/masks`` and the manifest, prints label counts and the time taken.
 ``--layout`` also writes the OpenI (``openi``) or MIMIC-CXR (``mimic-jpg`` / ``mimic-dcm``) tree
 under ``<out>/<layout>``; ``--split-file`` writes the published split list (study ids + sha256).
+``--out`` must be new, empty or an earlier SynthCXR dataset (of which only the listed files are
+replaced); ``--overwrite`` writes into any folder, deleting nothing that SynthCXR did not write.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from joimternet_lite.data.schema import CHEXPERT_LABELS
 from joimternet_lite.data.synthcxr import (
     Difficulty,
+    SynthCXRFolderError,
     generate_synthcxr,
     write_mimic_layout,
     write_openi_layout,
@@ -37,14 +40,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--contrast", type=float, default=Difficulty.contrast, help="finding contrast (Difficulty)")
     p.add_argument("--layout", choices=LAYOUTS, help="also write this real-dataset layout under OUT/<layout>")
     p.add_argument("--split-file", type=Path, help="also write the split list (ids per split + sha256) here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that is neither empty nor a SynthCXR dataset (deletes nothing else)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    ds = generate_synthcxr(args.out, args.num_studies, args.image_size, args.seed, workers=args.workers,
-                           difficulty=Difficulty(contrast=args.contrast))
+    try:
+        ds = generate_synthcxr(args.out, args.num_studies, args.image_size, args.seed, workers=args.workers,
+                               difficulty=Difficulty(contrast=args.contrast), overwrite=args.overwrite)
+    except SynthCXRFolderError as err:
+        raise SystemExit(f"error: {SynthCXRFolderError(err.folder, err.problem, 'add --overwrite')}") from None
     print(f"SynthCXR: {len(ds)} studies at {args.image_size} px in {time.perf_counter() - start:.1f} s -> {args.out}")
     for name in CHEXPERT_LABELS:
         values = ds["labels"]
