@@ -12,6 +12,7 @@ from test_openi import tree_digest
 from joimternet_lite.data import mimic
 from joimternet_lite.data.errors import SourceError
 from joimternet_lite.data.mimic import paper_split, parse_report, prepare_mimic
+from joimternet_lite.data.mimic_sections import normalise_section_name
 from joimternet_lite.data.prepare import main as prepare_main
 from joimternet_lite.data.schema import load_manifest
 from joimternet_lite.data.skips import SkipLog, TooManySkipsError
@@ -200,3 +201,51 @@ def test_studies_missing_from_the_label_csv_are_counted(mimic_tree, tmp_path):
     path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")  # header + study 50000001 only
     summary = prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7)
     assert summary["studies_without_labels"] == 1  # s50000002
+
+
+# Every entry of the frequent-section table of the official MIMIC-CXR section parser (MIT-LCP
+# mimic-cxr, txt/section_parser.py), written out here as the independent truth: header -> section.
+OFFICIAL_SECTION_TABLE = {
+    "preamble": "preamble", "impression": "impression", "comparison": "comparison", "indication": "indication",
+    "findings": "findings", "examination": "examination", "technique": "technique", "history": "history",
+    "comparisons": "comparison", "clinical history": "history", "reason for examination": "indication",
+    "notification": "notification", "reason for exam": "indication", "clinical information": "history",
+    "exam": "examination", "clinical indication": "indication", "conclusion": "impression",
+    "chest, two views": "findings", "recommendation(s)": "recommendations", "type of examination": "examination",
+    "reference exam": "comparison", "patient history": "history", "addendum": "addendum",
+    "comparison exam": "comparison", "date": "date", "comment": "comment", "findings and impression": "impression",
+    "wet read": "wet read", "comparison film": "comparison", "recommendations": "recommendations",
+    "findings/impression": "impression", "pfi": "history", "recommendation": "recommendations",
+    "wetread": "wet read", "ndication": "impression", "impresson": "impression", "imprression": "impression",
+    "imoression": "impression", "impressoin": "impression", "imprssion": "impression", "impresion": "impression",
+    "imperssion": "impression", "mpression": "impression", "impession": "impression",
+    "findings/ impression": "impression", "finding": "findings", "findins": "findings", "findindgs": "findings",
+    "findgings": "findings", "findngs": "findings", "findnings": "findings", "finidngs": "findings",
+    "idication": "indication", "reference findings": "findings", "comparision": "comparison",
+    "comparsion": "comparison", "comparrison": "comparison", "comparisions": "comparison",
+}
+
+
+@pytest.mark.parametrize("header, section", sorted(OFFICIAL_SECTION_TABLE.items()))
+def test_every_official_section_name_is_normalised_and_its_body_kept(header, section):
+    assert normalise_section_name(header.upper()) == section
+    report = f"                                 FINAL REPORT\n INDICATION:  Cough.\n\n {header.upper()}:  Zeta eta theta.\n"
+    parsed = parse_report(report)
+    for field in ("findings", "impression"):
+        assert ("Zeta eta theta." in parsed[field]) == (section == field)
+    if section in ("findings", "impression"):
+        assert "Zeta eta theta." in parsed["text"]
+
+
+@pytest.mark.parametrize("header, section", [
+    ("FINDINGS (PA AND LATERAL)", "findings"), ("HISTORY OF PRESENT ILLNESS", "history"),
+    ("PA AND LATERAL VIEWS OF THE CHEST", "findings"), ("PORTABLE SEMI-UPRIGHT", "findings"),
+    ("FINAL ADDENDUM", "addendum"), ("SIGNED BY", "signed by"),
+])
+def test_section_names_outside_the_table_follow_the_official_fallbacks(header, section):
+    assert normalise_section_name(header) == section
+
+
+def test_sections_with_the_same_name_are_joined_in_order():
+    report = " FINDINGS:  No effusion.\n\n CHEST, TWO VIEWS:  Heart size normal.\n\n IMPRESSION:  Normal.\n"
+    assert parse_report(report)["findings"] == "No effusion. Heart size normal."

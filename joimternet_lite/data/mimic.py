@@ -29,6 +29,7 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from .errors import SourceError
+from .mimic_sections import split_sections
 from .report_text import remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
@@ -44,7 +45,6 @@ PAPER_VALIDATE, PAPER_TEST = 2000, 3000
 FRONTAL_POSITIONS = {"PA", "AP", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD"}
 LATERAL_POSITIONS = {"LATERAL", "LL", "RL", "LAO", "RAO", "LPO"}
 
-_HEADER = re.compile(r"^\s*([A-Z][A-Z /&-]{2,40}):", re.MULTILINE)
 _STUDY_DIR = re.compile(r"^s\d+$")
 
 
@@ -65,18 +65,14 @@ def physionet_steps() -> str:
     )
 
 
-def split_sections(report: str) -> dict[str, str]:
-    """Upper-case ``NAME:`` headers -> section text (whitespace collapsed)."""
-    headers = list(_HEADER.finditer(report))
-    ends = [h.start() for h in headers[1:]] + [len(report)]
-    return {h.group(1).strip(): " ".join(report[h.end():end].split()) for h, end in zip(headers, ends[:len(headers)], strict=True)}
-
-
 def parse_report(report: str, dedeid: str = "remove") -> dict[str, str]:
-    """-> {findings, impression, text}. Text = findings + impression, else last paragraph, else all."""
+    """-> {findings, impression, text}. Text = findings + impression, else last paragraph, else all.
+
+    Section names are normalised as the official MIMIC-CXR parser does (``mimic_sections``), so a
+    body under ``CONCLUSION:`` or ``FINDNGS:`` is impression or findings, not lost."""
     sections = split_sections(report)
-    findings = remove_deid(sections.get("FINDINGS", ""), dedeid)
-    impression = remove_deid(sections.get("IMPRESSION", ""), dedeid)
+    findings = remove_deid(sections.get("findings", ""), dedeid)
+    impression = remove_deid(sections.get("impression", ""), dedeid)
     text = " ".join(s for s in (findings, impression) if s)
     if not text:
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", report) if p.strip()]
