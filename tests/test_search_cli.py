@@ -120,6 +120,7 @@ def test_bad_input_is_one_error_line(tiny_run, folder, tmp_path, capsys, argv, m
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers: about 15 s on 2 cores
 def test_a_folder_that_is_not_a_model_fails_cleanly_from_the_shell(folder, tmp_path):
     done = subprocess.run([sys.executable, "-m", "joimternet_lite", "search", "--model", str(tmp_path), "--images",
                            str(folder), "--query", QUERY], capture_output=True, text=True)
