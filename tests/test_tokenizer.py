@@ -1,4 +1,4 @@
-"""Word-level tokenizer: DESIGN.md §1 rules, the [CLS]/[SEP] layout, the save/load round trip."""
+"""Word-level tokenizer: the authors' rules (lower case, numbers as one token, punctuation dropped), the [CLS]/[SEP] layout, the save/load round trip."""
 
 import pytest
 

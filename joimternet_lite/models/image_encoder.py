@@ -4,7 +4,7 @@ Taught in notebook 03. Two families, one interface: ``forward(images)`` with ima
 in [-1, 1] returns ``ImageOutput(regions (B, R, D), image_vectors (B, D))``, R = gh * gw in
 row-major order, and ``grid_for(height, width)`` gives (gh, gw) for an input size.
 
-- :class:`AuthorsCNN`, the authors' network trained from scratch (DESIGN.md §1): a 7x7 stem and
+- :class:`AuthorsCNN`, the authors' network (their paper and code), trained from scratch: a 7x7 stem and
   six stages of two torchvision BasicBlocks (widths 8..512), soft attention after stages 4 and 5,
   regions from stage 5 through a bias-free 1x1 conv, the global vector from stage 6 through a 2x2
   average pool and a Linear. At the paper's 2048 px the strides are stem 4 and 2 per stage, which
