@@ -107,7 +107,8 @@ def _check_image_attributes(ds: pydicom.Dataset, path: Path) -> None:
         raise _no_pixels_error(ds, path)
     missing = [k for k in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation") if k not in ds]
     if missing:
-        raise DicomError(f"{path}: image attributes missing: {', '.join(missing)}; the file is incomplete")
+        raise DicomError(f"{path}: image attributes missing: {', '.join(missing)}; the file is incomplete or damaged: "
+                         "copy it again, or remove it")
     allocated, stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated))
     if allocated not in (8, 16) or not 1 <= stored <= allocated:
         raise DicomError(

@@ -40,6 +40,9 @@ class UnsafeArchiveError(SourceError):
     """An archive member that would escape the target folder or is not a regular file or folder."""
 
 
+_UNSAFE_FIX = "Nothing was extracted; download the archive again from its official source and check its sha256."
+
+
 def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -124,7 +127,8 @@ def _extract_tar(archive: Path, target: Path) -> list[Path]:
             _check_member_name(archive, m.name, target)
             if not (m.isfile() or m.isdir()):
                 kind = "link" if (m.issym() or m.islnk()) else "device or special file"
-                raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a {kind}; refusing to extract this archive")
+                raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a {kind}; refusing to extract this "
+                                         f"archive. {_UNSAFE_FIX}")
         written = []
         for m in members:
             dest = target / m.name
@@ -143,7 +147,8 @@ def _extract_zip(archive: Path, target: Path) -> list[Path]:
         for info in infos:
             _check_member_name(archive, info.filename, target)
             if (info.external_attr >> 16) & 0o170000 not in (0, 0o100000, 0o040000):
-                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a link or special file")
+                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a link or special file. "
+                                         f"{_UNSAFE_FIX}")
         written = []
         for info in infos:
             dest = target / info.filename
@@ -160,11 +165,11 @@ def _extract_zip(archive: Path, target: Path) -> list[Path]:
 def _check_member_name(archive: Path, name: str, target: Path) -> None:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (path.parts and ":" in path.parts[0]):  # "C:" too: a Windows absolute path
-        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path; refusing to extract")
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path; refusing to extract. {_UNSAFE_FIX}")
     if ".." in path.parts:
-        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'; refusing to extract")
+        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'; refusing to extract. {_UNSAFE_FIX}")
     if not (target / name).resolve().is_relative_to(target.resolve()):
-        raise UnsafeArchiveError(f"{archive}: member {name!r} would land outside {target}")
+        raise UnsafeArchiveError(f"{archive}: member {name!r} would land outside {target}. {_UNSAFE_FIX}")
 
 
 def _copy_stream(src, dest: Path) -> None:

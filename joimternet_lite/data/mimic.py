@@ -76,7 +76,8 @@ def parse_report(report: str, dedeid: str = "remove") -> dict[str, str]:
     text = " ".join(s for s in (findings, impression) if s)
     if not text:
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", report) if p.strip()]
-        text = remove_deid(paragraphs[-1] if paragraphs else "", dedeid) or remove_deid(" ".join(report.split()), dedeid)
+        last = paragraphs[-1] if paragraphs else ""
+        text = remove_deid(last, dedeid) or remove_deid(" ".join(report.split()), dedeid)
     return {"findings": findings, "impression": impression, "text": text}
 
 
@@ -119,7 +120,7 @@ def _label_value(cell: str, uncertain: str) -> int | None:
         return None
     value = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": -1, "-1.0": -1}.get(cell)
     if value is None:
-        raise ValueError(f"label value {cell!r} is not 1, 0, -1 or blank")
+        raise ValueError(f"label value {cell!r} is not 1, 0, -1 or blank; download the label CSV again")
     if value == -1 and uncertain != "keep":
         return 0 if uncertain == "zeros" else 1
     return value

@@ -23,7 +23,7 @@ SECTION_ALIASES: dict[str, str] = {
     **{name: name for name in ("preamble", "impression", "comparison", "indication", "findings", "examination",
                                "technique", "history", "notification", "addendum", "date", "comment", "wet read",
                                "recommendations")},
-    "impression": "impression", "conclusion": "impression", "findings and impression": "impression",
+    "conclusion": "impression", "findings and impression": "impression",
     "findings/impression": "impression", "findings/ impression": "impression", "ndication": "impression",
     **{typo: "impression" for typo in ("impresson", "imprression", "imoression", "impressoin", "imprssion",
                                        "impresion", "imperssion", "mpression", "impession")},

@@ -107,10 +107,12 @@ def parse_report_xml(data: bytes, source: str) -> OpenIReport:
     try:
         root = ET.fromstring(data)
     except ET.ParseError as err:
-        raise OpenIError(f"{source}: malformed XML ({err}); the file is truncated or not an OpenI report") from err
+        raise OpenIError(f"{source}: malformed XML ({err}); the file is truncated or not an OpenI report: "
+                         "copy or download it again, or move it out of the source folder") from err
     uid = root.find("uId")
     if uid is None or not uid.get("id"):
-        raise OpenIError(f"{source}: no <uId id=...> element; not an OpenI report XML")
+        raise OpenIError(f"{source}: no <uId id=...> element; not an OpenI report XML: "
+                         "move it out of the source folder")
     sections = {name: "" for name in SECTIONS}
     for node in root.iter("AbstractText"):
         label = (node.get("Label") or "").upper()
