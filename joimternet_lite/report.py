@@ -85,7 +85,13 @@ def improvement_checks(trained: dict, baseline: dict) -> list[tuple[str, float, 
 
 
 def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baseline: dict, model, tokenizer,
-                 manifest, device) -> Path:
+                 manifest, device, provenance: dict) -> Path:
+    """Write ``report.md`` and ``results.json`` (and the figures) into ``out_dir``.
+
+    ``provenance``: the checkpoint measured (``checkpoint``, ``step``, ``model_sha256``), the newer
+    ones passed over (``skipped_checkpoints``), where the config came from (``config_from``) and
+    the command-line settings the run's config overrode (``command_line_settings_ignored``).
+    """
     from . import viz
 
     out_dir = Path(out_dir)
@@ -102,7 +108,9 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
         f"# JoImTeRNet-lite report: {cfg.name}",
         "Trained model against the same architecture untrained (same initialisation seed), on the "
         f"`{n_test}`-study test split of `{cfg.data.root}`, one image per study (the first frontal image).",
+        checkpoint_section(provenance),
         "## Data\n\n```json\n" + json.dumps(stats, indent=2) + "\n```",
+        skipped_studies_section(trained["skipped_studies"]),
         "## Headline: trained vs untrained\n\n" + markdown_table(
             ["metric", "trained", "untrained", "better"],
             [[name, t, b, "yes" if t > b else "**no**"] for name, t, b in checks]),
@@ -126,13 +134,45 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
                      + swap_table(trained["laterality_swap"]))
     parts.append("## Figures\n\n" + "\n\n".join(f"### {name}\n\n![{name}]({Path(p).name})"
                                                  for name, p in figures.items()))
-    parts.append("## Configuration\n\n```json\n" + json.dumps(to_dict(cfg), indent=2) + "\n```")
+    parts.append(f"## Configuration\n\nThe run's own, from `{provenance['config_from']}`; the evaluation "
+                 "settings (`eval`) and the device are the command line's.\n\n```json\n"
+                 + json.dumps(to_dict(cfg), indent=2) + "\n```")
     report = out_dir / "report.md"
     atomic_write_text(report, "\n\n".join(parts) + "\n")
     atomic_write_text(out_dir / "results.json", json.dumps(
-        {"trained": _jsonable(trained), "untrained": _jsonable(baseline), "checks": checks}, indent=2))
+        {"checkpoint": provenance, "skipped_studies": trained["skipped_studies"], "trained": _jsonable(trained),
+         "untrained": _jsonable(baseline), "checks": checks}, indent=2))
     return report
 
 
 def _jsonable(results: dict) -> dict:
-    return {k: v for k, v in results.items() if k != "embeddings"}
+    return {k: v for k, v in results.items() if k not in ("embeddings", "skipped_studies")}
+
+
+def checkpoint_section(provenance: dict) -> str:
+    """Which weights the report measured, and every newer checkpoint passed over with its reason."""
+    text = (f"## Checkpoint\n\nWeights of step {provenance['step']}: `{provenance['checkpoint']}`, "
+            f"model.safetensors sha256 `{provenance['model_sha256']}`.")
+    skipped = provenance["skipped_checkpoints"]
+    if skipped:
+        text += ("\n\n**Newer checkpoints passed over** (they failed verification):\n\n"
+                 + markdown_table(["checkpoint", "reason"], [[s["checkpoint"], s["reason"]] for s in skipped]))
+    else:
+        text += " No newer checkpoint was passed over."
+    ignored = provenance["command_line_settings_ignored"]
+    if ignored:
+        text += ("\n\nSettings given on the command line that differ from the run's (the run's values are "
+                 "used): " + ", ".join(f"`{k}`" for k in ignored) + ".")
+    return text
+
+
+def skipped_studies_section(skipped: dict, listed: int = 20) -> str:
+    """How many studies of each split the evaluation could not read, and the first ``listed`` of them."""
+    lines = [f"- {split}: {len(s['skipped'])} of {s['studies']} studies skipped" for split, s in skipped.items()]
+    rows = [[split, item["study_id"], item["reason"]] for split, s in skipped.items() for item in s["skipped"]]
+    text = "## Skipped studies\n\nStudies whose image could not be read are left out of every number.\n\n"
+    text += "\n".join(lines)
+    if rows:
+        more = f" (the first {listed} of {len(rows)}; all in results.json)" if len(rows) > listed else ""
+        text += f"\n\nSkipped{more}:\n\n" + markdown_table(["split", "study", "reason"], rows[:listed])
+    return text

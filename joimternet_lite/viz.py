@@ -12,9 +12,9 @@ from pathlib import Path
 
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
-from PIL import Image
 
 from .atomic import atomic_path
+from .data.images import ImageReadError, read_image
 from .data.schema import load_manifest, resolve_image_path
 
 _FINDING_COLOURS = ("#ff5555", "#55aaff", "#ffcc00", "#66dd66", "#ff88ff", "#ffa040")
@@ -48,10 +48,15 @@ def contact_sheet(manifest_root: str | Path, out_png: str | Path, n: int = 16, c
 
 
 def _draw_study(ax, record: dict, root: Path) -> None:
-    image = Image.open(resolve_image_path(root, record["image_paths"][0])).convert("L")
-    width, height = image.size
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
     ax.set_title(record["study_id"], fontsize=9)
+    try:
+        image = read_image(resolve_image_path(root, record["image_paths"][0]))
+    except ImageReadError as err:  # the sheet still shows the study, and says why it has no film
+        ax.text(0.0, 0.5, textwrap.fill(f"unreadable image: {err}", 40), fontsize=7, color="#cc0000",
+                transform=ax.transAxes, va="center")
+        return
+    height, width = image.shape
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     for k, gt in enumerate(record.get("findings_gt") or []):
         x0, y0, x1, y1 = gt["box"]
         colour = _FINDING_COLOURS[k % len(_FINDING_COLOURS)]
@@ -111,6 +116,11 @@ def _show(ax, image, title: str = "", fontsize: int = 7) -> None:
     ax.axis("off")
 
 
+def _embedding_rows(embeddings: dict) -> dict[int, int]:
+    """Dataset index -> embedding row: studies the dataset could not read have no row."""
+    return {int(index): row for row, index in enumerate(embeddings["index"].tolist())}
+
+
 def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_png: str | Path, device,
                        studies: int = 2, max_words: int = 6) -> Path:
     """For test studies with a positive finding: the image with the finding's mask, then the alpha
@@ -119,7 +129,8 @@ def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_pn
 
     images = _eval_images(cfg, manifest)
     rows = manifest.filter(lambda s: s == "test", input_columns="split")  # the dataset's order, all columns
-    picked = [(i, row) for i, row in enumerate(rows) if row.get("findings_gt")][:studies]
+    row_of = _embedding_rows(embeddings)
+    picked = [(i, row) for i, row in enumerate(rows) if row.get("findings_gt") and i in row_of][:studies]
     if not picked:
         return _save(plt.figure(), out_png)
     grid = model.grid
@@ -133,7 +144,7 @@ def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_pn
 
         names = [w for w, _ in split_words(row["text"])]
         for m, kind in enumerate(("alpha", "raw")):
-            maps = word_maps_for(model, tokenizer, embeddings["regions"], [(i, row["text"])], kind, device)[0]
+            maps = word_maps_for(model, tokenizer, embeddings["regions"], [(row_of[i], row["text"])], kind, device)[0]
             axes_row = axes[2 * k + m]
             _show(axes_row[0], image, f"{row['study_id']}\n{gt['type']} ({kind})")
             x0, y0, x1, y1 = (v * size for v in gt["box"])
@@ -157,13 +168,14 @@ def retrieval_grid(embeddings: dict, manifest, cfg, out_png: str | Path, queries
 
     images = _eval_images(cfg, manifest)
     sim = global_similarity(embeddings["image_vectors"], embeddings["report_vectors"]).T  # reports x images
-    fig, axes = plt.subplots(queries, top + 1, figsize=(2.0 * (top + 1), 2.3 * queries))
+    queries, top = min(queries, sim.shape[0]), min(top, sim.shape[1])
+    fig, axes = plt.subplots(queries, top + 1, figsize=(2.0 * (top + 1), 2.3 * queries), squeeze=False)
     for q in range(queries):
         axes[q, 0].text(0, 1, textwrap.fill(embeddings["texts"][q], 34), va="top", fontsize=6, wrap=True)
         axes[q, 0].axis("off")
         for rank, j in enumerate(sim[q].argsort(descending=True)[:top].tolist()):
             ax = axes[q, rank + 1]
-            _show(ax, images[j]["image"], f"#{rank + 1}  {float(sim[q, j]):.2f}")
+            _show(ax, images[int(embeddings["index"][j])]["image"], f"#{rank + 1}  {float(sim[q, j]):.2f}")
             if j == q:
                 ax.add_patch(patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec="#33cc33", lw=3))
     return _save(fig, out_png)
