@@ -16,7 +16,8 @@ from pydicom.uid import (
 )
 
 from joimternet_lite.data import dicom as dicom_mod
-from joimternet_lite.data.dicom import DicomError, read_dicom
+from joimternet_lite.data.dicom import read_dicom
+from joimternet_lite.data.errors import DicomError
 from joimternet_lite.data.images import read_image
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from joimternet_lite.data.images import ImageReadError, is_dicom, read_image
+from joimternet_lite.data.errors import ImageReadError
+from joimternet_lite.data.images import is_dicom, read_image
 
 
 @pytest.fixture

@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
-from .images import ImageReadError, read_image
+from .errors import ImageReadError
+from .images import read_image
 from .schema import load_manifest, resolve_image_path
 from .skips import SkipLog
 

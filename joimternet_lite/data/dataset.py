@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from ..config import Config, ConfigError
-from .images import ImageReadError, read_image
+from .errors import ImageReadError
+from .images import read_image
 from .schema import CHEXPERT_LABELS, load_manifest, resolve_image_path
 from .tokenizer import build_tokenizer, load_pretrained_tokenizer, load_tokenizer, tokenize_reports
 from .transforms import build_transforms, to_tensor
