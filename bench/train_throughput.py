@@ -80,7 +80,7 @@ def main() -> None:
                                     f"train.out_dir={work / 'run'}", *args.overrides])
     device = pick_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    loader, model, _ = load_data_and_model(cfg, None, None, DistInfo(), device)
+    loader, model, _ = load_data_and_model(cfg, None, None, device)
     engine = build_engine(cfg, model, device, DistInfo())
     model.train()
 
