@@ -1,4 +1,5 @@
-"""SynthCXR: determinism, label/text agreement, masks in anatomy, word spans, manifest round trip."""
+"""SynthCXR: determinism, the recorded output digest, label/text agreement, masks in anatomy, word spans,
+manifest round trip, and output folders (nothing SynthCXR did not write is lost)."""
 
 from __future__ import annotations
 
