@@ -8,13 +8,16 @@ to). Accepted layouts under ``source`` (the folder PhysioNet's ``wget`` created,
 - MIMIC-CXR (DICOM): ``files/pXX/pXXXXXXXX/sXXXXXXXX/<dicom_id>.dcm``;
 - reports ``files/pXX/pXXXXXXXX/sXXXXXXXX.txt`` (``mimic-cxr-reports.zip`` extracted) in either.
 
-Decisions: the text is FINDINGS + IMPRESSION (the paper's); a report with neither falls back to its
+Decisions: the text is FINDINGS + IMPRESSION (the paper's), with section names normalised as the
+official MIMIC-CXR parser does (``mimic_sections``); a report with neither falls back to its
 last paragraph, then to the whole report. De-identification blanks ``___`` are removed by default
 (options as in OpenI). Views: ViewPosition PA/AP = frontal, LATERAL/LL = lateral (from the metadata
 CSV, else the DICOM header). Splits: ``official`` (the split CSV) or ``paper`` (2,000 validation and
 3,000 test studies drawn with a seeded permutation from official train+validate; official test
 studies are then left out and counted). Labels: the CheXpert CSV; ``uncertain="keep"`` keeps -1,
-``"zeros"`` / ``"ones"`` map it; blanks stay None.
+``"zeros"`` / ``"ones"`` map it; blanks stay None. Without the CheXpert CSV (every label blank) or,
+for JPG sources, the metadata CSV (every view unknown) ``prepare`` stops unless told to go on
+(``allow_missing_labels`` / ``allow_missing_metadata``).
 """
 
 from __future__ import annotations
