@@ -1,6 +1,8 @@
 """Every command ends an expected failure with one ``error: <file or key>: <what> <fix>`` line and
-exit code 1; a traceback only with ``--debug``, or for a bug (exit code 3, with a request to report it)."""
+exit code 1; a traceback only with ``--debug``, or for a bug (exit code 3, with a request to report it).
+The README's troubleshooting table quotes messages the package really raises."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ def test_evaluate_without_a_checkpoint_names_the_folder_and_says_train_first(tmp
     run = tmp_path / "run"
     assert main(["evaluate", "--config", "demo_cpu", f"train.out_dir={run}"]) == errors.EXIT_USER_ERROR
     line = _one_error_line(capsys.readouterr().err)
-    assert line.startswith(f"error: {run}: ") and "train first" in line
+    assert line.startswith(f"error: {run}: ") and "train first" in line.lower()
 
 
 def test_generate_into_a_path_under_a_file_names_the_path(tmp_path, capsys):
@@ -120,3 +122,34 @@ def test_the_process_exit_code_and_stderr_of_a_real_run(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == errors.EXIT_USER_ERROR
     assert str(tmp_path / "none.yaml") in _one_error_line(done.stderr)
+
+
+def _troubleshooting_snippets() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^\| `([^`]+)`", section, flags=re.MULTILINE)]
+
+
+def _quote_pattern(snippet: str) -> re.Pattern:
+    """A README quote as a regex over the source: any word may stand for an f-string field
+    (``a PNG image`` quotes ``a {fmt} image``), and ``[...]`` for anything."""
+    field = r"\{[^{}]*\}"
+    words = [rf"(?:{field}|.+?)" if w == "[...]" else rf"(?:{re.escape(w)}|{field})" for w in snippet.split()]
+    return re.compile(r"\s+".join(words))
+
+
+def test_readme_troubleshooting_quotes_messages_the_package_raises():
+    snippets = _troubleshooting_snippets()
+    assert len(snippets) >= 15
+    source = "\n".join(p.read_text() for p in (ROOT / "joimternet_lite").rglob("*.py"))
+    source = re.sub(r'"\s*\n\s*f?"', "", source)  # join implicitly concatenated string literals
+    missing = [s for s in snippets if not _quote_pattern(s.split(" (")[0].replace("expected int, got",
+                                                                                   "expected {tp.__name__}, got"))
+               .search(source)]
+    assert not missing, f"README troubleshooting quotes messages the package never raises: {missing}"
+
+
+def test_a_quote_pattern_matches_fields_and_ellipses_but_not_other_words():
+    assert _quote_pattern("a PNG image, not a DICOM file").search('f"{path}: a {fmt} image, not a DICOM file"')
+    assert _quote_pattern("column(s) [...] missing").search('f"{path}: column(s) {missing} missing (it has"')
+    assert not _quote_pattern("a PNG image, not a DICOM file").search('f"a {fmt} image, not a JPEG file"')
