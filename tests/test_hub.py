@@ -152,3 +152,41 @@ def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PretrainedError, match="no-such-user/no-such-model: no such local folder"):
         JoImTeRNet.from_pretrained("no-such-user/no-such-model")
+
+
+def test_push_to_hub_uploads_the_save_pretrained_layout(tiny_run, monkeypatch):
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    uploaded = {}
+
+    class FakeApi:  # stands in for the network: records what push_to_hub would upload
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            return type("Repo", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            uploaded.update(repo=repo_id, files=sorted(p.name for p in folder_path.iterdir()),
+                            meta=json.loads((folder_path / "config.json").read_text()))
+            return "commit-url"
+
+    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
+    assert JoImTeRNet.from_pretrained(tiny_run[0]).push_to_hub("someone/tiny") == "commit-url"
+    assert uploaded["repo"] == "someone/tiny"
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
+    assert uploaded["meta"]["architecture"] == "JoImTeRNet"
+
+
+def test_hub_id_loads_through_the_hub_download_functions(saved, monkeypatch):
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    from joimternet_lite import hub
+
+    asked = []
+    monkeypatch.setattr(hub_mixin, "hf_hub_download",
+                        lambda repo_id, filename, **kw: asked.append((repo_id, filename)) or str(saved / filename))
+    monkeypatch.setattr(hub, "snapshot_download", lambda repo_id, **kw: asked.append((repo_id, "*")) or str(saved))
+    model = JoImTeRNet.from_pretrained("someone/tiny")
+    assert asked == [("someone/tiny", "config.json"), ("someone/tiny", "*")]
+    assert model.provenance.step == 2
