@@ -57,3 +57,12 @@ def test_garbage_zero_byte_and_missing(tmp_path):
         read_image(tmp_path / "empty.png")
     with pytest.raises(ImageReadError, match="gone.png: file not found"):
         read_image(tmp_path / "gone.png")
+
+
+def test_extensionless_dicom_is_found_by_its_marker(tmp_path):
+    from test_dicom import RAMP, make_ds, save
+
+    path = save(make_ds(RAMP, bits_stored=10), tmp_path / "IM000001")  # DICOMDIR-style name, no suffix
+    (tmp_path / "README").write_text("not an image")
+    assert is_dicom(path) and not is_dicom(tmp_path / "README")
+    np.testing.assert_allclose(read_image(path), RAMP / 1023.0, atol=1e-6)

@@ -20,7 +20,6 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageReadError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
-_DICOM_MAGIC_OFFSET = 128
 
 
 def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:
@@ -49,9 +48,9 @@ def is_dicom(path: Path) -> bool:
         return True
     if path.suffix:
         return False
-    with open(path, "rb") as f:
-        f.seek(_DICOM_MAGIC_OFFSET)
-        return f.read(4) == b"DICM"
+    from pydicom.misc import is_dicom as has_dicom_marker  # local import, as in read_image
+
+    return has_dicom_marker(path)
 
 
 def _check_exists_and_not_empty(path: Path) -> None:
