@@ -16,7 +16,8 @@ from pathlib import Path
 from ..config import check_fraction
 from ..errors import run_command
 from .mimic import SPLIT_CHOICES, UNCERTAIN_POLICIES, physionet_steps, prepare_mimic
-from .openi import DEDEID_CHOICES, TEXT_CHOICES, prepare_openi
+from .openi import TEXT_CHOICES, prepare_openi
+from .report_text import DEDEID_CHOICES
 
 
 def build_parser() -> argparse.ArgumentParser:
