@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from joimternet_lite import JoImTeRNet
 from joimternet_lite.hub import PretrainedError
+from test_text_encoder import pretrained_folder  # noqa: F401 - a fixture
 
 IDS = torch.tensor([[1, 5, 6, 7, 2, 0]])
 
@@ -190,3 +191,25 @@ def test_hub_id_loads_through_the_hub_download_functions(saved, monkeypatch):
     model = JoImTeRNet.from_pretrained("someone/tiny")
     assert asked == [("someone/tiny", "config.json"), ("someone/tiny", "*")]
     assert model.provenance.step == 2
+
+
+def test_pretrained_sub_word_text_tower_travels_with_the_folder(pretrained_folder, tmp_path):
+    from joimternet_lite.config import load_config
+    from joimternet_lite.data.tokenizer import load_pretrained_tokenizer, tokenize_reports
+    from joimternet_lite.models.joimternet import model_for
+
+    original = tmp_path / "tiny_bert"
+    shutil.copytree(pretrained_folder[0], original)
+    cfg = load_config("demo_cpu", ["data.image_size=64", "model.image.grid=4", "model.embed_dim=16",
+                                   f"model.text.pretrained_path={original}"])
+    tokenizer = load_pretrained_tokenizer(original, cfg.data.max_length)
+    model = model_for(cfg, len(tokenizer)).eval()
+    model.save_pretrained(tmp_path / "saved", config=cfg, tokenizer=tokenizer)
+    shutil.rmtree(original)  # the loaded copy must not need the folder it was trained from
+    loaded = JoImTeRNet.from_pretrained(tmp_path / "saved")
+    texts = ["No pneumothorax.", "Left basal effusion is seen."]
+    with torch.inference_mode():
+        want = model.encode_texts(**tokenize_reports(tokenizer, texts))
+        got = loaded.encode_texts(**tokenize_reports(loaded.tokenizer, texts))
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(a, b)
