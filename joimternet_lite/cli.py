@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate SynthCXR into a folder")
     p.add_argument("--out", required=True)
-    p.add_argument("--num-studies", type=int, default=2000)
-    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--num-studies", type=_positive_int, default=2000)
+    p.add_argument("--image-size", type=_synth_image_size, default=256, help="pixels (128-1024)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="write into a folder that is neither empty nor a SynthCXR dataset (files of the same "
@@ -95,6 +95,29 @@ def _add_model_commands(sub) -> None:
                    help="alpha: the attention of the local score; raw: word-region similarity over regions")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.set_defaults(func=_ground)
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def _synth_image_size(text: str) -> int:
+    from .data.synthcxr import MAX_SIZE, MIN_SIZE
+
+    value = _whole_number(text)
+    if not MIN_SIZE <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is outside {MIN_SIZE}..{MAX_SIZE} px; pick a size in that range")
+    return value
 
 
 def _env(args) -> int:

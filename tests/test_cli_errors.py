@@ -54,6 +54,17 @@ def test_generate_into_a_path_under_a_file_names_the_path(tmp_path, capsys):
     assert str(tmp_path / "a_file") in line
 
 
+@pytest.mark.parametrize(("flag", "value", "says"), [("--image-size", "5", "5 is outside 128..1024 px"),
+                                                    ("--num-studies", "0", "0 is not a positive number"),
+                                                    ("--num-studies", "x", "'x' is not a whole number")])
+def test_generate_refuses_a_bad_argument_as_a_usage_error(tmp_path, capsys, flag, value, says):
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--out", str(tmp_path / "s"), flag, value])
+    assert stop.value.code == errors.EXIT_USAGE
+    assert f"argument {flag}: {says}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_prepare_with_a_missing_source_names_the_folder(tmp_path, capsys):
     source = tmp_path / "nowhere"
     assert main(["prepare", "openi", "--source", str(source), "--out", str(tmp_path / "o")]) == errors.EXIT_USER_ERROR
