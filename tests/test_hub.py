@@ -8,10 +8,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from test_text_encoder import pretrained_folder  # noqa: F401 - a fixture
 
 from joimternet_lite import JoImTeRNet
 from joimternet_lite.hub import PretrainedError
-from test_text_encoder import pretrained_folder  # noqa: F401 - a fixture
 
 IDS = torch.tensor([[1, 5, 6, 7, 2, 0]])
 
@@ -193,7 +193,7 @@ def test_hub_id_loads_through_the_hub_download_functions(saved, monkeypatch):
     assert model.provenance.step == 2
 
 
-def test_pretrained_sub_word_text_tower_travels_with_the_folder(pretrained_folder, tmp_path):
+def test_pretrained_sub_word_text_tower_travels_with_the_folder(pretrained_folder, tmp_path):  # noqa: F811
     from joimternet_lite.config import load_config
     from joimternet_lite.data.tokenizer import load_pretrained_tokenizer, tokenize_reports
     from joimternet_lite.models.joimternet import model_for
