@@ -224,13 +224,16 @@ def read_state(folder: Path) -> dict:
                               "--resume-from STEP picks another one.")
     try:
         state = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err}); the checkpoint is damaged; resume from an "
+        files = {name: int(info["bytes"]) for name, info in state["files"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+        problem = f"not valid JSON ({err})" if isinstance(err, json.JSONDecodeError) else \
+            f"lacks the fields a checkpoint records ({type(err).__name__}: {err})"
+        raise CheckpointError(f"{path}: {problem}; the checkpoint is damaged; resume from an "
                               "older one with --resume-from STEP") from err
-    for name, info in state["files"].items():
+    for name, size in files.items():
         file = folder / name
-        if not file.exists() or file.stat().st_size != info["bytes"]:
-            raise CheckpointError(f"{file}: missing or not the size {STATE_FILE} records ({info['bytes']} bytes); "
+        if not file.exists() or file.stat().st_size != size:
+            raise CheckpointError(f"{file}: missing or not the size {STATE_FILE} records ({size} bytes); "
                                   "the checkpoint is incomplete; resume from an older one with --resume-from STEP")
     return state
 
@@ -238,7 +241,7 @@ def read_state(folder: Path) -> dict:
 def _is_complete(folder: Path) -> bool:
     try:
         read_state(folder)
-    except (CheckpointError, KeyError, TypeError):
+    except CheckpointError:
         return False
     return True
 

@@ -61,8 +61,9 @@ def refuse_fresh_start(run_dir: Path) -> None:
     """A fresh run must not overwrite a folder holding checkpoint folders, complete or not."""
     folders = ckpt.step_folders(run_dir)
     if folders:
-        raise RunExistsError(f"{run_dir} already holds checkpoints ({', '.join(f.name for f in folders)}); pass "
-                             "--resume (or --resume-from STEP) to continue that run, or choose another train.out_dir")
+        raise RunExistsError(f"{run_dir} already holds {len(folders)} checkpoint folder(s), the newest {folders[0].name}; "
+                             "pass --resume (or --resume-from STEP) to continue that run, or choose another "
+                             "train.out_dir")
 
 
 def find_checkpoint(run_dir: Path, resume_from: str | None = None) -> Path | None:

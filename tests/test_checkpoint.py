@@ -208,3 +208,13 @@ def test_non_finite_weights_are_never_written(tmp_path):
     with pytest.raises(ckpt.NonFiniteWeightsError, match=r"image_encoder\.0\.weight"):
         ckpt.save_checkpoint(tmp_path, 1, model, optimizer=opt)
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("text", ["{ damaged", "{}", "[1, 2]", '{"files": {"model.safetensors": {}}}'])
+def test_a_damaged_commit_marker_is_a_checkpoint_error_naming_it(tmp_path, text):
+    _save_steps(tmp_path, [1])
+    marker = ckpt.checkpoint_dir(tmp_path, 1) / "trainer.json"
+    marker.write_text(text)
+    with pytest.raises(CheckpointError, match=r"trainer\.json: .*damaged.*--resume-from"):
+        ckpt.read_state(marker.parent)
+    assert ckpt.latest_checkpoint(tmp_path) is None
