@@ -53,6 +53,14 @@ def test_word_ids_follow_split_words(folder):
     assert split_into_pieces >= 5                        # the check saw real sub-words
 
 
+def test_empty_batches_and_reports(folder):
+    tok = load_pretrained_tokenizer(folder)
+    assert {k: v.shape for k, v in tokenize_reports(tok, []).items()} == {
+        "input_ids": (0, 0), "attention_mask": (0, 0), "word_ids": (0, 0)}
+    batch = tokenize_reports(tok, ["", "..."])        # no word: [CLS] [SEP], the separator is word 0
+    assert batch["word_ids"][:, :2].tolist() == [[-1, 0], [-1, 0]]
+
+
 def test_a_training_step_runs_on_collated_batches(folder):
     """The crash of the issue: the dataset's batches must carry the folder's ids and word_ids."""
     cfg, model = tiny_model(folder)

@@ -73,3 +73,20 @@ def test_save_load_round_trip(tmp_path):
 def test_load_tokenizer_names_the_folder_when_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_tokenizer(tmp_path)
+
+
+def test_tokenize_reports_for_the_word_level_tokenizer():
+    from joimternet_lite.data.tokenizer import tokenize_reports
+
+    tok = build_tokenizer(["no effusion", "left effusion"], min_frequency=1)
+    batch = tokenize_reports(tok, ["No effusion.", "Left effusion, no effusion."])
+    assert set(batch) == {"input_ids", "attention_mask"}          # one token per word: no word_ids
+    assert batch["input_ids"].tolist() == tok(["No effusion.", "Left effusion, no effusion."], padding=True)["input_ids"]
+    assert {k: v.shape for k, v in tokenize_reports(tok, []).items()} == {"input_ids": (0, 0), "attention_mask": (0, 0)}
+
+
+def test_load_pretrained_tokenizer_names_the_folder_when_it_has_no_fast_tokenizer(tmp_path):
+    from joimternet_lite.data.tokenizer import load_pretrained_tokenizer
+
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_pretrained_tokenizer(tmp_path)

@@ -155,14 +155,19 @@ def tokenize_reports(tokenizer: PreTrainedTokenizerBase, texts: list[str],
     if max_length is None:
         unset = tokenizer.model_max_length >= VERY_LARGE_INTEGER
         max_length = MAX_LENGTH if unset else tokenizer.model_max_length
-    if is_word_level(tokenizer):
+    word_level = is_word_level(tokenizer)
+    if not texts:  # a batch whose studies were all skipped; tokenizers fail on an empty list
+        empty = torch.zeros(0, 0, dtype=torch.long)
+        keys = ("input_ids", "attention_mask") if word_level else ("input_ids", "attention_mask", "word_ids")
+        return {k: empty.clone() for k in keys}
+    if word_level:
         enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
     words = [[text[a:b] for _, (a, b) in split_words(text)] for text in texts]
     enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
                     return_tensors="pt")
     word_ids = torch.stack([_word_ids_with_separator(enc.word_ids(row), enc["attention_mask"][row])
-                            for row in range(len(texts))]) if texts else enc["input_ids"].clone()
+                            for row in range(len(texts))])
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
 
 
