@@ -1,6 +1,6 @@
 """Save and load a trained model in one line, in the Hugging Face Hub layout.
 
-Taught in notebook 08. ``JoImTeRNet.from_pretrained(path)`` accepts
+No notebook teaches it yet; docs/API.md shows it. ``JoImTeRNet.from_pretrained(path)`` accepts
 
 - a folder written by ``model.save_pretrained(dir)`` (or a Hub repo id such as ``"user/repo"``),
 - a checkpoint folder ``<run>/checkpoints/step_000300`` (verified as ``checkpoint.load_checkpoint``

@@ -1,6 +1,7 @@
 """Use a trained model: embed images and reports, score them, and map a report's words onto an image.
 
-Taught in notebook 11. :class:`ImageTextInference` wraps a :class:`~joimternet_lite.JoImTeRNet`
+No notebook teaches it yet (notebook 11 draws the same maps by hand); docs/API.md shows it.
+:class:`ImageTextInference` wraps a :class:`~joimternet_lite.JoImTeRNet`
 (``JoImTeRNet.from_pretrained``) on one device. Images go through the package's readers (PNG, JPEG,
 DICOM: ``data.images.read_image``) and the model's own eval transform (``data.transforms``, at the
 training resolution), reports through the model's tokenizer. Every call is batched, runs under
@@ -61,7 +62,8 @@ class ImageTextInference:
     """Batched embedding, scoring and word maps with one model on one device."""
 
     def __init__(self, model, device: str | torch.device = "auto", batch_size: int = 32, precision: str = "auto"):
-        """``model``: a JoImTeRNet from ``from_pretrained`` (its config and tokenizer attached)."""
+        """``model``: a JoImTeRNet from ``from_pretrained`` (its config and tokenizer attached); it is
+        moved to ``device`` and put in eval mode."""
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = resolve_precision(self.device, precision)
         self.model = model.to(self.device).eval()

@@ -1,6 +1,6 @@
 """Search: rank a folder's images for a sentence, or a manifest's reports for an image.
 
-Taught in notebook 11. The image side is kept in an on-disk embedding index (one safetensors file,
+No notebook teaches it yet; docs/API.md shows it. The image side is kept in an on-disk embedding index (one safetensors file,
 by default ``<folder>.joimternet-index.safetensors`` beside the folder), keyed on each file's path
 relative to the folder, its size and its modification time (ns), and on a fingerprint of the model
 weights and image size: a second query embeds only new or changed files, and an index written by

@@ -184,8 +184,8 @@ def retrieval_grid(embeddings: dict, manifest, cfg, out_png: str | Path, queries
 def word_map_figure(image, words: list[str], maps, kind: str, title: str = "", columns: int = 6):
     """The image, then each word's map (W, gh, gw) upsampled over it; image (1, S, S) in [-1, 1].
 
-    Used by ``ImageTextInference.plot_word_maps`` and ``python -m joimternet_lite ground``. Taught in
-    notebook 11. Returns the open Figure (save it with ``save_figure``).
+    Used by ``ImageTextInference.plot_word_maps`` and ``python -m joimternet_lite ground``; notebook 11
+    draws the same overlay by hand. Returns the open Figure (save it with ``save_figure``).
     """
     size = image.shape[-1]
     panels = len(words) + 1
