@@ -75,9 +75,9 @@ class NonFiniteBatch(Exception):
     """Raised inside a step when a loss or gradient is NaN/Inf on some rank; carries this rank's
     batch, what went non-finite (``loss`` or ``gradient``) and the values."""
 
-    def __init__(self, what: str, study_ids: list[str], terms: dict[str, float]):
-        super().__init__(f"non-finite {what} on studies {study_ids}: {terms}")
-        self.what, self.study_ids, self.terms = what, study_ids, terms
+    def __init__(self, what: str, study_ids: list[str], terms: dict[str, float | torch.Tensor]):
+        self.what, self.study_ids, self.terms = what, study_ids, {k: float(v) for k, v in terms.items()}
+        super().__init__(f"non-finite {what} on studies {study_ids}: {self.terms}")
 
 
 @dataclass
@@ -280,7 +280,8 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
     finite = all(math.isfinite(v) for v in norms.values())
     if not engine.scaler.is_enabled() and not all_ranks_true(finite, engine.device):
         ids = [sid for b in micro_batches for sid in b["study_ids"]]
-        abandon_step(engine, buffers, NonFiniteBatch("gradient", ids, {f"grad_norm_{t}": v for t, v in norms.items()}))
+        bad = NonFiniteBatch("gradient", ids, {f"grad_norm_{t}": v for t, v in norms.items()})
+        abandon_step(engine, buffers, bad)
     engine.scaler.step(engine.optimizer)
     engine.scaler.update()
     engine.scheduler.step()
@@ -293,7 +294,6 @@ def abandon_step(engine: Engine, buffers: list[torch.Tensor], bad: NonFiniteBatc
     with torch.no_grad():
         for b, saved in zip(engine.model.buffers(), buffers, strict=True):
             b.copy_(saved)
-    bad.terms = {k: float(v) for k, v in bad.terms.items()}
     raise bad
 
 
