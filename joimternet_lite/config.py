@@ -409,6 +409,10 @@ def validate(cfg: Config) -> Config:
             if item is not None and not _fits(rule, item):
                 shown = f"{key}={value!r}" if item is value else f"{key}={value!r} holds {item!r}, which"
                 raise ConfigError(f"{shown} is not accepted: {_accepted(rule)}")
+    if cfg.train.mlm and cfg.model.text.pretrained_path:
+        raise ConfigError("train.mlm=true trains the word-level text tower's MLM head, and a pretrained tower "
+                          f"(model.text.pretrained_path={cfg.model.text.pretrained_path}) has none: set "
+                          "train.mlm=false or unset model.text.pretrained_path")
     return cfg
 
 

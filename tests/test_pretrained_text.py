@@ -96,6 +96,13 @@ def test_grounding_maps_word_k_of_split_words(folder):
             torch.testing.assert_close(maps[k], (regions[0] @ vector).softmax(0), atol=1e-5, rtol=1e-5)
 
 
+def test_mlm_with_a_pretrained_tower_is_refused_when_the_config_loads(tmp_path):
+    from joimternet_lite.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.mlm=false"):
+        load_config("demo_cpu", ["train.mlm=true", f"model.text.pretrained_path={tmp_path}"])
+
+
 def test_the_ablation_leaves_out_the_mlm_variant_for_a_pretrained_tower(tmp_path, capsys):
     from joimternet_lite.ablate import VARIANTS, default_variants
 
