@@ -201,10 +201,13 @@ def _load_yaml(text: str, where: str):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{where}{at}: not valid YAML ({problem}); fix the syntax there "
+        found, opened = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+        mark = opened or found  # an unclosed bracket or quote is noticed only where the text ends
+        at = f", line {mark.line + 1}" if mark is not None else ""
+        problem = "; ".join(p for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p) or str(err)
+        if found is not None and mark is not found:
+            problem += f" (noticed at line {found.line + 1}, column {found.column + 1})"
+        raise ConfigError(f"{where}{at}: not valid YAML: {problem}; fix the syntax there "
                           "(a missing bracket, quote or colon, or a tab used for indentation)") from None
 
 

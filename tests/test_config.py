@@ -168,7 +168,10 @@ def test_a_config_built_in_code_is_validated_too():
 def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("train:\n  steps: 10\n  lr_image: [1e-3\n")
-    with pytest.raises(ConfigError, match=r"broken\.yaml, line \d+.*YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml, line 3: not valid YAML"):
+        load_config(str(path))
+    path.write_text("train:\n  steps: 10\n\tlr_image: 1e-3\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml, line 3: not valid YAML"):
         load_config(str(path))
 
 
