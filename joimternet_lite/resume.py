@@ -125,11 +125,14 @@ def set_aside_newer(run_dir: Path, step: int) -> list[Path]:
 # ---------------------------------------------------------------- what a new config may change
 
 def config_changes(saved: dict | None, cfg: Config) -> dict[str, list]:
-    """``{dotted key: [saved value, new value]}`` for every setting that differs (none when unsaved)."""
+    """``{dotted key: [saved value, new value]}`` for every setting that differs (none when unsaved).
+
+    Keys the saved config does not have (written by an older version) are not changes.
+    """
     if not saved:
         return {}
     old, new = flatten(saved), flatten(to_dict(cfg))
-    return {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v and k not in IGNORED}
+    return {k: [old[k], v] for k, v in new.items() if k in old and old[k] != v and k not in IGNORED}
 
 
 def refuse_breaking_changes(changes: dict[str, list], folder: Path) -> None:

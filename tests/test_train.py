@@ -22,14 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from joimternet_lite import checkpoint as ckpt
-from joimternet_lite.config import Config, ConfigError, apply_override, load_config
+from joimternet_lite.config import Config, ConfigError, apply_override, load_config, to_dict
 from joimternet_lite.data.dataset import Collate
 from joimternet_lite.data.skips import TooManySkipsError
 from joimternet_lite.data.tokenizer import build_tokenizer
 from joimternet_lite.device import make_grad_scaler
 from joimternet_lite.distributed import ResumableSampler
 from joimternet_lite.models.joimternet import build_model
-from joimternet_lite.resume import ResumeError
+from joimternet_lite.resume import ResumeError, config_changes
 from joimternet_lite.schedule import make_scheduler
 from joimternet_lite.train import Engine, NonFiniteLossError, optimizer_step, param_groups, step_kind, train
 
@@ -490,3 +490,13 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_same_weights(tmp_path,
     proc = start_child(tmp_path)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
     assert_same_weights(uninterrupted, weights(tmp_path))
+
+
+def test_config_changes_list_differences_and_skip_keys_an_older_version_did_not_write():
+    cfg = Config()
+    saved = to_dict(Config())
+    saved["train"]["lr_text"] = 0.5
+    saved["train"]["out_dir"] = "elsewhere"  # a moved run folder is the same run
+    del saved["train"]["max_nan_skips"]
+    assert config_changes(saved, cfg) == {"train.lr_text": [0.5, cfg.train.lr_text]}
+    assert config_changes(None, cfg) == {}
