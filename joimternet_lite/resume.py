@@ -61,9 +61,9 @@ def refuse_fresh_start(run_dir: Path) -> None:
     """A fresh run must not overwrite a folder holding checkpoint folders, complete or not."""
     folders = ckpt.step_folders(run_dir)
     if folders:
-        raise RunExistsError(f"{run_dir} already holds {len(folders)} checkpoint folder(s), the newest {folders[0].name}; "
-                             "pass --resume (or --resume-from STEP) to continue that run, or choose another "
-                             "train.out_dir")
+        raise RunExistsError(f"{run_dir} already holds {len(folders)} checkpoint folder(s), the newest "
+                             f"{folders[0].name}; pass --resume (or --resume-from STEP) to continue that run, or "
+                             "choose another train.out_dir")
 
 
 def find_checkpoint(run_dir: Path, resume_from: str | None = None) -> Path | None:
@@ -169,8 +169,8 @@ def apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, fresh: li
     """After loading a checkpoint, give each group the config's lr and weight decay again.
 
     ``fresh`` holds ``(base lr, weight_decay)`` of each group as the new config built them, read
-    before the load (``group_hyperparameters``). The saved scheduler step is kept, so the lr continues the new schedule from there;
-    unchanged settings give exactly the saved values.
+    before the load (``group_hyperparameters``). The saved scheduler step is kept, so the lr
+    continues the new schedule from there; unchanged settings give exactly the saved values.
     """
     for group, (lr, weight_decay) in zip(optimizer.param_groups, fresh, strict=True):
         group["initial_lr"], group["weight_decay"] = lr, weight_decay

@@ -426,7 +426,8 @@ def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: Trainin
                 continue
             folder = save(engine, run_dir, step, *good, vocab_size=vocab_size)
             raise NonFiniteLossError(
-                f"non-finite {bad.what} at optimizer step {step + 1} (after {step} good steps), studies {bad.study_ids}, "
+                f"non-finite {bad.what} at optimizer step {step + 1} (after {step} good steps), "
+                f"studies {bad.study_ids}, "
                 f"terms {bad.terms}. The last good state is saved in {folder or run_dir / 'checkpoints'}. Lower the "
                 "learning rate or precision risk (train.precision=fp32), or set train.nan_policy=skip.") from None
         step += 1
