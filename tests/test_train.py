@@ -416,26 +416,27 @@ def test_more_skips_than_the_threshold_fail_the_run(tmp_path):
 KILL_OPTIONS = ["train.steps=6", "train.mlm=true", "train.itm_probability=0.5"]
 
 
-def child_main(out_dir: str, pause: float) -> None:
+def child_main(out_dir: str, pause: float, only_step: int | None) -> None:
     """What the killed subprocess runs: the same tiny run, resuming whatever is there.
 
-    Every checkpoint write stalls ``pause`` seconds between its tensor files and its commit marker,
-    so a kill can land in the middle of a write.
+    Each checkpoint write (or only that of ``only_step``) stalls ``pause`` seconds between its
+    tensor files and its commit marker, so a kill can land in the middle of a write.
     """
     torch.set_num_threads(1)
     write_marker = ckpt.atomic_write_text
 
     def stalled(path, text):
-        time.sleep(pause)
+        if only_step is None or Path(path).parent == ckpt.checkpoint_dir(out_dir, only_step):
+            time.sleep(pause)
         write_marker(path, text)
 
     ckpt.atomic_write_text = stalled
     tiny_run(tiny_config(out_dir, *KILL_OPTIONS), resume=True, dataset=TinyStudies(12))
 
 
-def start_child(out_dir: Path, pause: float = 0.0) -> subprocess.Popen:
+def start_child(out_dir: Path, pause: float = 0.0, only_step: int | None = None) -> subprocess.Popen:
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_train; " \
-           f"test_train.child_main({str(out_dir)!r}, {pause})"
+           f"test_train.child_main({str(out_dir)!r}, {pause}, {only_step})"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -464,9 +465,9 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_sigkill_while_writing_a_checkpoint_then_resume_gives_the_same_weights(tmp_path, uninterrupted):
-    proc = start_child(tmp_path, pause=5)  # every checkpoint write stalls 5 s before its commit marker
+    proc = start_child(tmp_path, pause=5, only_step=4)  # step 4's write stalls 5 s before its commit marker
     step4 = ckpt.checkpoint_dir(tmp_path, 4)
-    # step 2 is complete once step 4's write has started; kill inside step 4's 5 s stall
+    # step 2 is complete once step 4's write has started; kill inside its 5 s stall
     wait_for(lambda: (step4 / "trainer.safetensors").exists(), proc, timeout=240)
     kill(proc)
     assert not (step4 / ckpt.STATE_FILE).exists()  # killed mid-write: a half-written checkpoint is left
