@@ -9,7 +9,8 @@ reports. The images are ``--images`` SynthCXR PNGs drawn at 128 px. Timed: (1) t
 which reads, transforms and embeds every image and writes the index (images/s), (2) a second
 query with the index in place (seconds, the engine already loaded: what a long-lived process pays),
 and (3) the same second query through ``python -m joimternet_lite search`` in a fresh process
-(imports and model loading included). Results: bench/RESULTS.md.
+(imports and model loading included); once per ``--precisions`` entry (fp32, and bf16 autocast,
+which a CPU with bf16 instructions runs about 3x faster). Results: bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -52,45 +53,51 @@ def image_folder(work: Path, count: int) -> Path:
     return synth
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=1000, help="SynthCXR studies to draw (one frontal PNG each, "
-                                                              "plus laterals where the generator draws them)")
-    ap.add_argument("--model", help="a trained model folder (default: an untrained demo_cpu model)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=32)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        synth = image_folder(work, args.images)
-        model_path = Path(args.model) if args.model else demo_model(work, synth)
-        engine = ImageTextInference(JoImTeRNet.from_pretrained(model_path), device=args.device,
-                                    batch_size=args.batch_size)
-        images = synth / "images"
-        start, cpu_start = time.perf_counter(), time.process_time()
-        first = search_images(engine, images, "small left pleural effusion", top=5, progress=False)
-        first_s, first_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-        start = time.perf_counter()
-        second = search_images(engine, images, "right upper lobe consolidation", top=5, progress=False)
-        second_s = time.perf_counter() - start
-        cli = [sys.executable, "-m", "joimternet_lite", "search", "--model", str(model_path), "--images",
-               str(images), "--query", "no acute cardiopulmonary abnormality", "--top", "5", "--device", args.device]
-        start = time.perf_counter()
-        done = subprocess.run(cli, capture_output=True, text=True, check=True)
-        cli_s = time.perf_counter() - start
+def timed_searches(model_path: Path, images: Path, args, precision: str) -> dict:
+    """First search (embeds everything), second query in-process and through the CLI, at ``precision``."""
+    engine = ImageTextInference(JoImTeRNet.from_pretrained(model_path), device=args.device,
+                                batch_size=args.batch_size, precision=precision)
+    index = images.parent / f"index-{precision}.safetensors"
+    start, cpu_start = time.perf_counter(), time.process_time()
+    first = search_images(engine, images, "small left pleural effusion", top=5, index_path=index, progress=False)
+    first_s, first_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    start = time.perf_counter()
+    second = search_images(engine, images, "right upper lobe consolidation", top=5, index_path=index, progress=False)
+    second_s = time.perf_counter() - start
+    cli = [sys.executable, "-m", "joimternet_lite", "search", "--model", str(model_path), "--images", str(images),
+           "--query", "no acute cardiopulmonary abnormality", "--top", "5", "--device", args.device,
+           "--precision", precision, "--index", str(index)]
+    start = time.perf_counter()
+    done = subprocess.run(cli, capture_output=True, text=True, check=True)
+    cli_s = time.perf_counter() - start
     rate = first.update.embedded / first_s
-    result = {
-        "images": first.indexed, "skipped": len(first.update.skipped), "threads": args.threads,
-        "device": args.device, "torch": torch.__version__, "model": "trained" if args.model else "demo_cpu untrained",
+    return {
+        "precision": precision, "images": first.indexed, "skipped": len(first.update.skipped),
         "first_search_s": round(first_s, 2), "embed_images_per_s": round(rate, 1),
         "first_search_cpu_s": round(first_cpu_s, 2),  # all threads; wall >> cpu / threads means a busy machine
         "second_query_s": round(second_s, 3), "second_query_reused": second.update.reused,
         "cli_second_query_s": round(cli_s, 2), "cli_lines": len(done.stdout.splitlines()),
         "embed_target_met": rate >= EMBED_TARGET, "second_query_target_met": second_s < SECOND_QUERY_TARGET,
     }
-    print(json.dumps(result, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=1000, help="SynthCXR studies to draw (one PNG each)")
+    ap.add_argument("--model", help="a trained model folder (default: an untrained demo_cpu model)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "fp16"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        synth = image_folder(work, args.images)
+        model_path = Path(args.model) if args.model else demo_model(work, synth)
+        runs = [timed_searches(model_path, synth / "images", args, p) for p in args.precisions]
+    print(json.dumps({"threads": args.threads, "device": args.device, "torch": torch.__version__,
+                      "model": "trained" if args.model else "demo_cpu untrained", "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

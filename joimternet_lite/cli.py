@@ -84,7 +84,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--scoring", choices=("global", "local", "combined"), default="global")
     p.add_argument("--index", help="embedding index file (default: <images>.joimternet-index.safetensors "
                                    "beside the folder)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    _add_device_arguments(p)
     p.set_defaults(func=_search)
     p = sub.add_parser("ground", help="draw the word-region maps of a sentence over an image")
     p.add_argument("--model", required=True, help="a save_pretrained folder, a checkpoint folder or a run folder")
@@ -93,8 +93,15 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--out", required=True, help="the PNG to write")
     p.add_argument("--kind", choices=("alpha", "raw"), default="alpha",
                    help="alpha: the attention of the local score; raw: word-region similarity over regions")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    _add_device_arguments(p)
     p.set_defaults(func=_ground)
+
+
+def _add_device_arguments(p) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="the towers' precision: auto is bf16/fp16 on CUDA and fp32 on the CPU; bf16 on a CPU "
+                        "with bf16 instructions embeds about 3x faster")
 
 
 def _whole_number(text: str) -> int:

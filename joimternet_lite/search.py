@@ -93,8 +93,9 @@ class SearchResult:
 
 
 def model_fingerprint(engine: ImageTextInference) -> str:
-    """sha256 of the weights and the image size: an index is only reused by the model that wrote it."""
-    h = hashlib.sha256(str(engine.config.data.image_size).encode())
+    """sha256 of the weights, the image size and the precision: an index is only reused by the model
+    (and precision) that wrote it."""
+    h = hashlib.sha256(f"{engine.config.data.image_size} {engine.precision}".encode())
     for name, value in sorted(engine.model.state_dict().items()):
         h.update(name.encode())
         h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -232,7 +233,7 @@ def search_command(args) -> int:
         raise SearchError("--image needs --manifest ROOT, the dataset whose reports are ranked")
     if args.images:
         check_query(args.query)
-    engine = ImageTextInference.from_pretrained(args.model, device=args.device)
+    engine = ImageTextInference.from_pretrained(args.model, device=args.device, precision=args.precision)
     if args.image:
         for study_id, score, text in rank_reports(engine, args.image, args.manifest, args.top, args.scoring):
             print(f"{study_id}\t{score:.4f}\t{text}")

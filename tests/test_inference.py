@@ -71,6 +71,16 @@ def test_batching_does_not_change_embeddings(engine, files):
     torch.testing.assert_close(r1.report_vectors, r2.report_vectors, rtol=1e-4, atol=1e-5)
 
 
+def test_bf16_autocast_on_the_cpu_stays_close_to_fp32(engine, files):
+    fast = ImageTextInference(engine.model, device="cpu", precision="bf16", batch_size=engine.batch_size)
+    exact, rounded = engine.embed_images(files["synth"]), fast.embed_images(files["synth"])
+    assert rounded.image_vectors.dtype == torch.float32
+    error = float((exact.image_vectors - rounded.image_vectors).norm() / exact.image_vectors.norm())
+    assert 1e-4 < error < 0.02  # bf16 keeps 8 significant bits: a visible but small change
+    scores = fast.similarity(rounded, TEXTS)
+    assert scores.dtype == torch.float32
+
+
 def test_reports_embed_as_the_text_tower_does(engine):
     got = engine.embed_reports(TEXTS)
     enc = engine.tokenizer(TEXTS, padding=True, return_tensors="pt")

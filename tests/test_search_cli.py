@@ -73,11 +73,13 @@ def test_second_query_embeds_only_new_or_changed_files(tiny_run, folder, capsys,
 
 def test_index_goes_where_asked_and_belongs_to_one_model(tiny_run, folder, capsys, tmp_path, engine):
     index = tmp_path / "elsewhere" / "my.safetensors"
-    _search(tiny_run[0], folder, capsys, "--index", str(index), "--scoring", "combined")
+    _search(tiny_run[0], folder, capsys, "--index", str(index), "--scoring", "combined", "--precision", "bf16")
     assert index.exists() and not (folder.parent / f"images{INDEX_SUFFIX}").exists()
     from joimternet_lite.search import model_fingerprint
 
-    assert ImageIndex.load(index, model_fingerprint(engine)) is not None
+    bf16 = ImageTextInference(engine.model, device="cpu", precision="bf16")
+    assert ImageIndex.load(index, model_fingerprint(bf16)) is not None
+    assert ImageIndex.load(index, model_fingerprint(engine)) is None  # fp32 rows are not bf16 rows
     assert ImageIndex.load(index, "another model") is None
 
 
