@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .errors import EXIT_CODES_HELP, EXIT_USAGE, run_command
+from .progress import quiet_library_progress_bars
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted before or after the command name, and by prepare
     argv = [a for a in argv if a != "--debug"]
-    _quiet_library_progress_bars()
+    quiet_library_progress_bars()  # our own tqdm bars say what runs
     if argv and argv[0] == "prepare":
         from .data.prepare import main as prepare_main
 
@@ -24,13 +25,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     return run_command(lambda: args.func(args), debug)
-
-
-def _quiet_library_progress_bars() -> None:
-    """Our own tqdm bars say what runs; ``datasets``' per-call bars (filter, save) only add noise."""
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 def build_parser() -> argparse.ArgumentParser:

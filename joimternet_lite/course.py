@@ -2,6 +2,9 @@
 notebook defines so tests can compare it with the package. The package is the final copy of
 every piece; a notebook builds it step by step, and tests check the two agree on tiny inputs.
 
+Importing this module turns off the progress bars of ``datasets`` and ``transformers``
+(``joimternet_lite.progress``): in a saved notebook they would show as frozen 0 % widgets.
+
 Taught in notebook 00.
 """
 
@@ -16,6 +19,9 @@ import nbformat
 import numpy as np
 import torch
 
+from .progress import quiet_library_progress_bars
+
+quiet_library_progress_bars()
 
 def smoke_mode() -> bool:
     """True when ``JOIMTERNET_SMOKE=1``: notebooks shrink their parameters, never their code path."""

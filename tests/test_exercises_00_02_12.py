@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from exercise_harness import run_check
+
 from joimternet_lite.course import import_definitions
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

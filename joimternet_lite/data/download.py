@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import requests
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import UserError

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import pydicom
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .errors import ImageReadError
 from .images import is_dicom, read_image

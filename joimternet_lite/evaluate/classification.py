@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..data.schema import CHEXPERT_LABELS
 from ..device import as_numpy, to_device

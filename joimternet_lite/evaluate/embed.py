@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..data.tokenizer import tokenize_reports
 from ..device import to_device

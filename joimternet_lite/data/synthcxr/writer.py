@@ -26,7 +26,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ...atomic import atomic_write_text
 from ...errors import UserError
