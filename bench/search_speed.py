@@ -10,7 +10,7 @@ which reads, transforms and embeds every image and writes the index (images/s), 
 query with the index in place (seconds, the engine already loaded: what a long-lived process pays),
 and (3) the same second query through ``python -m joimternet_lite search`` in a fresh process
 (imports and model loading included); once per ``--precisions`` entry (fp32, and bf16 autocast,
-which a CPU with bf16 instructions runs about 3x faster). Results: bench/RESULTS.md.
+which a CPU with bf16 instructions runs faster). Results: bench/RESULTS.md.
 """
 
 from __future__ import annotations

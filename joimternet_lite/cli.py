@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--resume-from", metavar="STEP|PATH",
                            help="continue from this checkpoint (a step number of this run, or a checkpoint folder); "
                                 "newer checkpoints are moved to <out_dir>/abandoned_checkpoints")
+        if name == "ablate":
+            p.add_argument("--seeds", type=_positive_int, default=1,
+                           help="train each variant with seeds train.seed .. train.seed + N - 1 (same data); the "
+                                "step budget is ablation.steps (the demo's: ablation.steps=300)")
         p.set_defaults(func=globals()[f"_{name}"])
 
     sub.add_parser("prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR")
@@ -95,7 +99,7 @@ def _add_device_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="the towers' precision: auto is bf16/fp16 on CUDA and fp32 on the CPU; bf16 on a CPU "
-                        "with bf16 instructions embeds about 3x faster")
+                        "with bf16 instructions embeds faster (bench/RESULTS.md)")
 
 
 def _whole_number(text: str) -> int:
@@ -169,7 +173,7 @@ def _demo(args) -> int:
 def _ablate(args) -> int:
     from .ablate import run_ablation
 
-    run_ablation(_load(args))
+    run_ablation(_load(args), seeds=args.seeds)
     return 0
 
 

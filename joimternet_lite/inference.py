@@ -68,6 +68,8 @@ class ImageTextInference:
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = resolve_precision(self.device, precision)
         self.model = model.to(self.device).eval()
+        if self.device.type in ("cpu", "cuda"):  # same numbers; the convolutions ran 1.3x faster on the CPU
+            self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.config = model.config
         self.tokenizer = model.tokenizer
@@ -177,8 +179,8 @@ class ImageTextInference:
 
     def _context(self):
         """inference_mode plus the towers' autocast: on CUDA at the device's precision by default, on
-        the CPU only when asked (``precision="bf16"``: about 3x faster where the CPU has bf16
-        instructions, embeddings within about 0.3 %)."""
+        the CPU only when asked (``precision="bf16"``: faster where the CPU has bf16 instructions,
+        embeddings within about 0.3 %)."""
         from contextlib import ExitStack
 
         stack = ExitStack()
