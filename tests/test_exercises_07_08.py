@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from exercise_harness import run_check
 
 from joimternet_lite.course import import_definitions

@@ -8,6 +8,7 @@ Run: .venv/bin/python notebooks/figures/ddp_training_loop.py
 Writes ddp_training_loop.svg next to this file (byte-stable across re-runs).
 """
 
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -52,7 +53,7 @@ def flow(ax):
         else:
             for r, x in enumerate(RANK_X):
                 box(ax, x, y, WIDTH, text.format(r=r), LOCAL)
-    for (y_from, *_), (y_to, *_) in zip(rows, rows[1:]):
+    for (y_from, *_), (y_to, *_) in pairwise(rows):
         for x in RANK_X:
             arrow(ax, x + WIDTH / 2, y_from - 0.05, y_to + HEIGHT + 0.1)
     for x in RANK_X:    # the backward pass runs up through the gather
