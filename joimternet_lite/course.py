@@ -35,13 +35,18 @@ def data_dir() -> Path:
 
 
 def check(name: str, yours, expected, atol: float = 1e-5) -> bool:
-    """Compare an exercise answer with the expected value; prints "correct" or the difference."""
+    """Compare an exercise answer with the expected value; prints "correct" or the difference.
+
+    An empty expected value is never correct: a check over nothing would pass any answer."""
     a = _as_array(yours)
     b = _as_array(expected)
     if a.shape != b.shape:
         print(f"{name}: shape {a.shape}, expected {b.shape}")
         return False
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if not b.size:
+        print(f"{name}: nothing to compare (the expected value is empty); the check needs inputs")
+        return False
+    diff = float(np.max(np.abs(a - b)))
     ok = diff <= atol
     print(f"{name}: {'correct' if ok else f'max difference {diff:.3g}'}")
     return ok

@@ -49,7 +49,7 @@ def run_check(notebook: Path, exercise: int, **candidates: object) -> bool:
     self-contained given the notebook's definitions) and propagates.
     """
     notebook = Path(notebook)
-    namespace = dict(vars(course.import_definitions(notebook)))
+    namespace = dict(_definitions(notebook.resolve(), notebook.stat().st_mtime_ns))
     unknown = sorted(set(candidates) - set(namespace))
     if unknown:
         raise KeyError(f"{notebook} defines no {unknown}; pass the exercise's function name(s)")
@@ -67,6 +67,13 @@ def run_check(notebook: Path, exercise: int, **candidates: object) -> bool:
                     return False    # a check said wrong, then the cell stumbled on the wrong answer
                 raise
     return bool(results) and all(results)
+
+
+@functools.lru_cache(maxsize=8)
+def _definitions(notebook: Path, mtime_ns: int) -> dict[str, object]:
+    """The notebook's definitions, loaded once per version of the file (``mtime_ns`` is the key):
+    several candidates are usually tried on one notebook. Each run gets a copy of the dict."""
+    return dict(vars(course.import_definitions(notebook)))
 
 
 @contextlib.contextmanager

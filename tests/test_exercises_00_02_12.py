@@ -8,7 +8,7 @@ import pytest
 import torch
 from exercise_harness import run_check
 
-from joimternet_lite.course import import_definitions
+from joimternet_lite.course import check, import_definitions
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
@@ -44,3 +44,9 @@ def test_harness_rejects_unknown_names_and_exercises():
         run_check(notebook, 1, ce_image_to_reprot=lambda s, g=10.0: s)
     with pytest.raises(ValueError, match="exercise 99"):
         run_check(notebook, 99)
+
+
+def test_check_calls_an_empty_expected_value_wrong(capsys):
+    assert not check("nothing", [], [])
+    assert "nothing to compare" in capsys.readouterr().out
+    assert check("something", [1.0], [1.0])
