@@ -61,6 +61,7 @@ def print_statistics(stats: dict) -> None:
 
 
 def embed_split(cfg: Config, model, tokenizer, manifest, split: str, device, keep_local: bool) -> dict:
+    """Embed one split once (eval transform, no shuffling): row i of every output is study i; notebooks 09-11 use it."""
     dataset = make_dataset(cfg, manifest, split, train=False)
     loader = make_dataloader(dataset, tokenizer, cfg, train=False, batch_size=EVAL_BATCH, device=device)
     return embed_dataset(model, loader, device, keep_local=keep_local, progress=False)
@@ -88,6 +89,7 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
         targets = synthcxr_targets(list(test_rows), test["study_ids"], cfg.data.root, model.grid)
         rows = evaluate_grounding(model, tokenizer, test["regions"], targets, device=device)
         results["grounding"] = summarize_grounding(rows)
+        results["grounding_rows"] = rows  # per finding, for intervals over studies (ablate)
         swap = laterality_swap(model, tokenizer, test["regions"], targets, model.grid, device=device)
         results["laterality_swap"] = [r for r in summarize_grounding(swap, values=LATERALITY_VALUES)
                                       if r["type"] == "all"]
