@@ -232,8 +232,9 @@ def _config_from(raw: dict, where: Path, package_version: str | None) -> Config:
     except ConfigError as err:
         from . import __version__
 
-        raise PretrainedError(f"{err}. The folder was written by {LIBRARY} {package_version}, this is "
-                              f"{__version__}: install the version that wrote it.") from err
+        writer = f"{LIBRARY} {package_version}" if package_version else f"another version of {LIBRARY}"
+        raise PretrainedError(f"{err}. The folder was written by {writer}, this is {__version__}: install the "
+                              "version that wrote it.") from err
 
 
 def _load_checkpoint(folder: Path, map_location) -> Any:

@@ -213,3 +213,15 @@ def test_pretrained_sub_word_text_tower_travels_with_the_folder(pretrained_folde
         got = loaded.encode_texts(**tokenize_reports(loaded.tokenizer, texts))
     for a, b in zip(want, got, strict=True):
         assert torch.equal(a, b)
+
+
+def test_checkpoint_of_an_older_config_layout_is_refused_by_name(tiny_run, tmp_path):
+    run, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    state_file = _checkpoint(copy) / "trainer.json"
+    state = json.loads(state_file.read_text())
+    state["config"]["loss"]["gamma1"] = 4.0  # where gamma1 lived before model.score
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(PretrainedError, match="gamma1.*written by another version of joimternet_lite"):
+        JoImTeRNet.from_pretrained(copy / "checkpoints" / "step_000002")
