@@ -1,0 +1,165 @@
+"""Every exercise check of notebooks 03-06 discriminates: the solutions notebook's answer passes
+it, and plausible wrong answers (the transposed direction, padding counted, a missing
+temperature, ...) fail it. The checks run through ``tests/exercise_harness.py``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from exercise_harness import run_check
+from joimternet_lite.course import import_definitions
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def solution(number: str, name: str):
+    """The function ``name`` as the solutions notebook ``number`` defines it."""
+    return getattr(import_definitions(NOTEBOOKS / "solutions" / f"{number}_solutions.ipynb", [name]), name)
+
+
+def passes(notebook: str, exercise: int, name: str, candidate) -> bool:
+    return run_check(NOTEBOOKS / notebook, exercise, **{name: candidate})
+
+
+def assert_discriminates(notebook: str, exercise: int, name: str, wrong: list) -> None:
+    number = notebook[:2]
+    assert passes(notebook, exercise, name, solution(number, name)), "the solution must pass"
+    for candidate in wrong:
+        assert not passes(notebook, exercise, name, candidate), f"{candidate.__doc__} must fail"
+
+
+# --- 05 global alignment --------------------------------------------------------------------------
+
+def _ce_rows(logits: torch.Tensor) -> torch.Tensor:
+    return (logits.logsumexp(dim=1) - logits.diagonal()).mean()
+
+
+def test_05_exercise_1_image_to_report_ce():
+    def columns(scores, gamma3=10.0):
+        """the report -> image direction (softmax over columns)"""
+        return _ce_rows(gamma3 * scores.T)
+
+    def no_temperature(scores, gamma3=10.0):
+        """no temperature"""
+        return _ce_rows(scores)
+
+    assert_discriminates("05_global_alignment.ipynb", 1, "ce_image_to_report", [columns, no_temperature])
+
+
+def test_05_exercise_2_loss_floor():
+    def negatives_at_zero(batch_size, gamma3=10.0):
+        """negatives orthogonal (cosine 0) instead of at -1/(M-1)"""
+        return math.log1p((batch_size - 1) * math.exp(-gamma3))
+
+    def all_m_negatives(batch_size, gamma3=10.0):
+        """M negatives instead of M - 1"""
+        return math.log1p(batch_size * math.exp(-gamma3 * (1 + 1 / (batch_size - 1))))
+
+    assert_discriminates("05_global_alignment.ipynb", 2, "loss_floor", [negatives_at_zero, all_m_negatives])
+
+
+def test_05_exercise_3_report_to_image_recall():
+    def rows(scores):
+        """image -> report (argmax over each row): the transposed answer"""
+        return (scores.argmax(dim=1) == torch.arange(len(scores))).float().mean().item()
+
+    def ties_to_the_last(scores):
+        """ties broken toward the higher index"""
+        flipped = scores.flip(0).argmax(dim=0)
+        return (len(scores) - 1 - flipped == torch.arange(len(scores))).float().mean().item()
+
+    assert_discriminates("05_global_alignment.ipynb", 3, "recall_at_1_report_to_image", [rows, ties_to_the_last])
+
+
+def test_05_exercise_4_bidirectional_ce():
+    def image_to_report_only(scores, gamma3=10.0):
+        """one direction only (rows)"""
+        return _ce_rows(gamma3 * scores)
+
+    def report_to_image_only(scores, gamma3=10.0):
+        """the transposed direction only (columns)"""
+        return _ce_rows(gamma3 * scores.T)
+
+    def no_temperature(scores, gamma3=10.0):
+        """both directions without the temperature"""
+        return (_ce_rows(scores) + _ce_rows(scores.T)) / 2
+
+    def fixed_temperature(scores, gamma3=10.0):
+        """gamma3 hard-coded to 10"""
+        return (_ce_rows(10 * scores) + _ce_rows(10 * scores.T)) / 2
+
+    assert_discriminates("05_global_alignment.ipynb", 4, "bidirectional_ce",
+                         [image_to_report_only, report_to_image_only, no_temperature, fixed_temperature])
+
+
+# --- 06 region-word attention ---------------------------------------------------------------------
+
+def test_06_exercise_1_context_norms():
+    def diagonal_only(alpha, regions):
+        """drops the cross terms: sum_j alpha_ij^2 |v_j|^2"""
+        return alpha.pow(2) @ regions.pow(2).sum(dim=1)
+
+    def not_squared(alpha, regions):
+        """the norm instead of its square"""
+        return ((alpha @ (regions @ regions.T)) * alpha).sum(dim=1).sqrt()
+
+    assert_discriminates("06_region_word_attention.ipynb", 1, "context_norms_squared", [diagonal_only, not_squared])
+
+
+def test_06_exercise_2_equal_words_score():
+    def mean_not_sum(num_words, cosine, gamma2=5.0):
+        """a mean over the words (no log n)"""
+        return gamma2 * cosine
+
+    def paper_scaling(num_words, cosine, gamma2=5.0):
+        """AttnGAN's 1/gamma2 in front of the log"""
+        return (gamma2 * cosine + math.log(num_words)) / gamma2
+
+    assert_discriminates("06_region_word_attention.ipynb", 2, "equal_words_score", [mean_not_sum, paper_scaling])
+
+
+def test_06_exercise_3_region_owner():
+    def padding_wins(scores, num_words):
+        """padding rows not masked"""
+        return scores.softmax(dim=0).argmax(dim=0)
+
+    def wrong_axis(scores, num_words):
+        """softmax and argmax over the regions (one answer per word)"""
+        return scores[:num_words].softmax(dim=1).argmax(dim=1)
+
+    assert_discriminates("06_region_word_attention.ipynb", 3, "region_owner", [padding_wins, wrong_axis])
+
+
+def _damsm(regions, words, gamma1, gamma2, words_axis=0, use_gamma2=True):
+    s = words @ regions.T
+    alpha = (gamma1 * s.softmax(dim=words_axis)).softmax(dim=1 - words_axis if words_axis else 1)
+    cosine = F.cosine_similarity(alpha @ regions, words, dim=1)
+    return (gamma2 * cosine if use_gamma2 else cosine).logsumexp(dim=0)
+
+
+def test_06_exercise_4_damsm_score_one_pair():
+    def regions_first(regions, words, length, gamma1=4.0, gamma2=5.0):
+        """the first softmax over the regions instead of over the words"""
+        return _damsm(regions, words[:length], gamma1, gamma2, words_axis=1)
+
+    def one_padding_word(regions, words, length, gamma1=4.0, gamma2=5.0):
+        """length off by one: the first padding row counted as a word"""
+        return _damsm(regions, words[:length + 1], gamma1, gamma2)
+
+    def all_rows(regions, words, length, gamma1=4.0, gamma2=5.0):
+        """every row counted, padding included"""
+        return _damsm(regions, words, gamma1, gamma2)
+
+    def no_gamma2(regions, words, length, gamma1=4.0, gamma2=5.0):
+        """the log-sum-exp without gamma2"""
+        return _damsm(regions, words[:length], gamma1, gamma2, use_gamma2=False)
+
+    assert passes("06_region_word_attention.ipynb", 4, "damsm_score",
+                  lambda r, w, n, g1=4.0, g2=5.0: _damsm(r, w[:n], g1, g2)), "the test's own reference"
+    assert_discriminates("06_region_word_attention.ipynb", 4, "damsm_score",
+                         [regions_first, one_padding_word, all_rows, no_gamma2])
