@@ -204,9 +204,10 @@ def rank_reports(engine: ImageTextInference, image: str | Path, manifest_root: s
     """
     from .data.schema import load_manifest
 
+    image_side = engine.embed_images([image])  # a bad image fails before the reports are embedded
     manifest = load_manifest(manifest_root)
     texts, ids = manifest["text"], manifest["study_id"]
-    scores = engine.similarity(engine.embed_images([image]), engine.embed_reports(texts), scoring)[0]
+    scores = engine.similarity(image_side, engine.embed_reports(texts), scoring)[0]
     return [(ids[i], float(scores[i]), texts[i]) for i in scores.argsort(descending=True)[:top].tolist()]
 
 
@@ -229,6 +230,8 @@ def search_command(args) -> int:
                           "(rank reports)")
     if args.images and args.query is None:
         raise SearchError("--images needs --query TEXT, the sentence to rank the images for")
+    if args.top < 1:
+        raise SearchError(f"--top {args.top}: give the number of results to print, at least 1")
     if args.image and not args.manifest:
         raise SearchError("--image needs --manifest ROOT, the dataset whose reports are ranked")
     if args.images:
