@@ -50,3 +50,39 @@ def test_check_calls_an_empty_expected_value_wrong(capsys):
     assert not check("nothing", [], [])
     assert "nothing to compare" in capsys.readouterr().out
     assert check("something", [1.0], [1.0])
+
+
+def _solution(number: str, name: str):
+    """Exercise function ``name`` from ``notebooks/solutions/<number>_solutions.ipynb``."""
+    return getattr(import_definitions(SOLUTIONS / f"{number}_solutions.ipynb", [name]), name)
+
+
+# --- notebook 00 --------------------------------------------------------------------------------
+
+NB00 = NOTEBOOKS / "00_welcome_and_setup.ipynb"
+
+
+def test_00_exercise_1_precision_rule():
+    assert run_check(NB00, 1, choose_precision=_solution("00", "choose_precision"))
+
+    def ignores_device(device_type, bf16_supported):
+        return "bf16" if bf16_supported else "fp16"
+
+    def mps_like_cuda(device_type, bf16_supported):
+        return "fp32" if device_type == "cpu" else "bf16" if bf16_supported else "fp16"
+
+    assert not run_check(NB00, 1, choose_precision=ignores_device)
+    assert not run_check(NB00, 1, choose_precision=mps_like_cuda)
+
+
+def test_00_exercise_2_round_to_bf16():
+    assert run_check(NB00, 2, round_to_bf16=_solution("00", "round_to_bf16"))
+
+    def truncate(x):                       # drops the low bits: -2.718 comes out one step too small
+        return (x.contiguous().view(torch.int32) & ~0xFFFF).view(torch.float32)
+
+    def half_up(x):                        # rounds ties up, not to even: 1.00390625 -> 1.0078125
+        return ((x.contiguous().view(torch.int32) + 0x8000) & ~0xFFFF).view(torch.float32)
+
+    assert not run_check(NB00, 2, round_to_bf16=truncate)
+    assert not run_check(NB00, 2, round_to_bf16=half_up)
