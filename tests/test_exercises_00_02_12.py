@@ -2,13 +2,16 @@
 the solution and wrong for at least one plausible mistake. Also tests the harness that runs the
 check cells (tests/exercise_harness.py) on notebook 05's exercise 1."""
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from exercise_harness import run_check
 
 from joimternet_lite.course import check, import_definitions
+from joimternet_lite.data.schema import CHEXPERT_LABELS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
@@ -86,3 +89,46 @@ def test_00_exercise_2_round_to_bf16():
 
     assert not run_check(NB00, 2, round_to_bf16=truncate)
     assert not run_check(NB00, 2, round_to_bf16=half_up)
+
+
+# --- notebook 01 --------------------------------------------------------------------------------
+
+NB01 = NOTEBOOKS / "01_chest_xrays_and_reports.ipynb"
+
+
+def test_01_exercise_1_split_sections():
+    assert run_check(NB01, 1, split_sections=_solution("01", "split_sections"))
+
+    def keeps_line_breaks(report):
+        headers = list(re.finditer(r"^([A-Z][A-Z ]*[A-Z]):", report, re.MULTILINE))
+        ends = [h.start() for h in headers[1:]] + [len(report)]
+        return {h.group(1): report[h.end():end].strip() for h, end in zip(headers, ends, strict=True)}
+
+    assert not run_check(NB01, 1, split_sections=keeps_line_breaks)
+
+
+def test_01_exercise_2_binarize_labels():
+    assert run_check(NB01, 2, binarize_labels=_solution("01", "binarize_labels"))
+
+    def blank_is_nan_too(labels, policy):         # "ignore" must leave out the uncertain label only
+        value = {"zeros": 0.0, "ones": 1.0, "ignore": np.nan}[policy]
+        return np.array([1.0 if labels[n] == 1 else value if labels[n] in (-1, None) else 0.0
+                         for n in CHEXPERT_LABELS])
+
+    assert not run_check(NB01, 2, binarize_labels=blank_is_nan_too)
+
+
+def test_01_exercise_3_box_from_mask():
+    assert run_check(NB01, 3, box_from_mask=_solution("01", "box_from_mask"))
+
+    def ends_at_last_pixel(mask):                 # the box stops one pixel short
+        ys, xs = np.nonzero(mask)
+        return [xs.min() / mask.shape[0], ys.min() / mask.shape[0], xs.max() / mask.shape[0], ys.max() / mask.shape[0]]
+
+    def rows_as_x(mask):                          # x and y swapped
+        ys, xs = np.nonzero(mask)
+        return [ys.min() / mask.shape[0], xs.min() / mask.shape[0], (ys.max() + 1) / mask.shape[0],
+                (xs.max() + 1) / mask.shape[0]]
+
+    assert not run_check(NB01, 3, box_from_mask=ends_at_last_pixel)
+    assert not run_check(NB01, 3, box_from_mask=rows_as_x)
