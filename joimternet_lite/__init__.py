@@ -5,9 +5,9 @@ The public API (typed signatures and a runnable example in docs/API.md):
 - :class:`JoImTeRNet` with ``from_pretrained(path)`` / ``save_pretrained(dir)`` / ``push_to_hub``
   (``joimternet_lite.hub``); :class:`PretrainedError` for a folder that is not a loadable model;
 - :class:`ImageTextInference`: ``embed_images``, ``embed_reports``, ``similarity``, ``word_maps``,
-  ``plot_word_maps`` (``joimternet_lite.inference``);
+  ``plot_word_maps`` (``joimternet_lite.inference``); :class:`InferenceError`;
 - :class:`ImageIndex` and :func:`search_images`: an on-disk embedding index of an image folder
-  (``joimternet_lite.search``);
+  (``joimternet_lite.search``); :class:`SearchError`;
 - :func:`global_similarity`, :func:`local_similarity`, :func:`word_region_maps`
   (``joimternet_lite.models.similarity``);
 - ``joimternet_lite.evaluate.retrieval_metrics``;
@@ -25,10 +25,12 @@ _EXPORTS = {
     "JoImTeRNet": "models.joimternet",
     "PretrainedError": "hub",
     "ImageTextInference": "inference",
+    "InferenceError": "inference",
     "ImageEmbeddings": "inference",
     "ReportEmbeddings": "inference",
     "WordMaps": "inference",
     "ImageIndex": "search",
+    "SearchError": "search",
     "search_images": "search",
     "rank_reports": "search",
     "global_similarity": "models.similarity",
