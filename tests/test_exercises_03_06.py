@@ -33,6 +33,98 @@ def assert_discriminates(notebook: str, exercise: int, name: str, wrong: list) -
         assert not passes(notebook, exercise, name, candidate), f"{candidate.__doc__} must fail"
 
 
+# --- 03 image encoder -----------------------------------------------------------------------------
+
+def test_03_exercise_1_conv_output_size():
+    def no_padding(size, layers):
+        """padding ignored"""
+        for kernel, stride, _ in layers:
+            size = (size - kernel) // stride + 1
+        return size
+
+    def rounds_up(size, layers):
+        """rounds the division up"""
+        for kernel, stride, padding in layers:
+            size = -(-(size + 2 * padding - kernel) // stride) + 1
+        return size
+
+    assert_discriminates("03_image_encoder.ipynb", 1, "conv_output_size", [no_padding, rounds_up])
+
+
+def test_03_exercise_2_basic_block_parameters():
+    def always_shortcut(c_in, c_out, stride):
+        """the 1 x 1 shortcut counted even when nothing changes"""
+        return 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out + 6 * c_out
+
+    def no_batch_norm(c_in, c_out, stride):
+        """batch norm parameters forgotten"""
+        shortcut = c_in * c_out if stride != 1 or c_in != c_out else 0
+        return 9 * c_in * c_out + 9 * c_out * c_out + shortcut
+
+    assert_discriminates("03_image_encoder.ipynb", 2, "basic_block_parameters", [always_shortcut, no_batch_norm])
+
+
+def test_03_exercise_3_regions_to_map():
+    def plain_reshape(regions, gh, gw):
+        """reshape without moving the channel axis first"""
+        return regions.reshape(regions.shape[0], -1, gh, gw)
+
+    def column_major(regions, gh, gw):
+        """regions read column by column"""
+        b, _, d = regions.shape
+        return regions.transpose(1, 2).reshape(b, d, gw, gh).transpose(2, 3)
+
+    assert_discriminates("03_image_encoder.ipynb", 3, "regions_to_map", [plain_reshape, column_major])
+
+
+# --- 04 text encoder ------------------------------------------------------------------------------
+
+def test_04_exercise_1_word_lengths():
+    def counts_cls(attention_mask):
+        """[CLS] counted as a word"""
+        return attention_mask.sum(dim=1)
+
+    def drops_sep(attention_mask):
+        """[SEP] dropped too"""
+        return attention_mask.sum(dim=1) - 2
+
+    assert_discriminates("04_text_encoder.ipynb", 1, "word_lengths", [counts_cls, drops_sep])
+
+
+def test_04_exercise_2_mlm_loss():
+    def every_position(logits, labels):
+        """the mean over every position, unpicked ones with target 0"""
+        return F.cross_entropy(logits.flatten(0, 1), labels.clamp_min(0).flatten())
+
+    def summed(logits, labels):
+        """the sum over picked positions instead of the mean"""
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+
+    assert_discriminates("04_text_encoder.ipynb", 2, "mlm_loss", [every_position, summed])
+
+
+def _bert_parameters(vocab_size, hidden, layers, intermediate, max_positions=512, type_vocab=2,
+                     layer_norms=True, token_types=True):
+    norm = 2 * hidden if layer_norms else 0
+    embeddings = (vocab_size + max_positions + (type_vocab if token_types else 0)) * hidden + norm
+    attention = 4 * (hidden * hidden + hidden) + norm
+    feed_forward = hidden * intermediate + intermediate + intermediate * hidden + hidden + norm
+    return embeddings + layers * (attention + feed_forward)
+
+
+def test_04_exercise_3_count_bert_parameters():
+    def no_layer_norms(*args, **kwargs):
+        """LayerNorms forgotten"""
+        return _bert_parameters(*args, **kwargs, layer_norms=False)
+
+    def no_token_types(*args, **kwargs):
+        """token-type embeddings forgotten"""
+        return _bert_parameters(*args, **kwargs, token_types=False)
+
+    assert passes("04_text_encoder.ipynb", 3, "count_bert_parameters", _bert_parameters), "the test's own count"
+    assert_discriminates("04_text_encoder.ipynb", 3, "count_bert_parameters", [no_layer_norms, no_token_types])
+
+
 # --- 05 global alignment --------------------------------------------------------------------------
 
 def _ce_rows(logits: torch.Tensor) -> torch.Tensor:
