@@ -32,6 +32,7 @@ _EXPORTS = {
     "ImageIndex": "search",
     "SearchError": "search",
     "search_images": "search",
+    "update_index": "search",
     "rank_reports": "search",
     "global_similarity": "models.similarity",
     "local_similarity": "models.similarity",

@@ -25,3 +25,14 @@ def test_api_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "models" / "demo" / "config.json").exists()
     assert (tmp_path / "word_maps.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "data" / "synthcxr" / "images.joimternet-index.safetensors").exists()
+
+
+def test_every_documented_top_level_name_is_exported():
+    import joimternet_lite
+
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text().split("## Loading and saving", 1)[1], re.S)
+    documented = {m for block in blocks for m in re.findall(r"^([A-Za-z_]\w*)(?:\.\w+)?\(", block, re.M)}
+    documented -= {"engine", "model"}  # instances, not names
+    assert documented and documented <= set(joimternet_lite.__all__), documented - set(joimternet_lite.__all__)
+    for name in joimternet_lite.__all__:
+        assert getattr(joimternet_lite, name) is not None
