@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from joimternet_lite.config import ScoreConfig
+from joimternet_lite.config import ScoreConfig, load_config
 from joimternet_lite.course import import_definitions
 from joimternet_lite.data import openi as pkg_openi
 from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
@@ -160,6 +160,27 @@ def test_swap_and_word_helpers(nb11):
     over_words = (words[:3] @ regions.T).softmax(dim=0)      # the softmax over words, per region
     assert nb11.winning_words(regions, words, 3).tolist() == over_words.argmax(dim=0).tolist()
     assert nb11.negated_positions("No pleural effusion. Small left effusion.", "effusion") == [2]
+
+
+# --- 09-11: the shared course model, sized for the device -----------------------------------------
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_course_model_settings_pick_a_gpu_sized_model_on_cuda(nb09, nb10, nb11, smoke):
+    """A CUDA device gets the synth_gpu towers at 256 px in bf16 where supported; CPU and MPS keep
+    the demo_cpu model in fp32; smoke mode is tiny everywhere. The three notebooks agree."""
+    for device_type in ("cuda", "cpu", "mps"):
+        chosen = [nb.course_model_settings(device_type, smoke) for nb in (nb09, nb10, nb11)]
+        assert chosen[0] == chosen[1] == chosen[2]
+        settings = chosen[0]
+        if device_type == "cuda" and not smoke:
+            assert (settings["preset"], settings["image_size"], settings["precision"]) == ("synth_gpu", 256, "auto")
+        else:
+            assert settings["preset"] == "demo_cpu" and settings["precision"] == "fp32"
+            assert settings["image_size"] == (64 if smoke else 128)
+        cfg = load_config(settings["preset"], [f"data.image_size={settings['image_size']}",
+                                               f"train.precision={settings['precision']}",
+                                               f"train.batch_size={settings['batch']}"])
+        assert cfg.data.image_size == settings["image_size"]
 
 
 # --- 12: real data -------------------------------------------------------------------------------
