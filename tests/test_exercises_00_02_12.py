@@ -132,3 +132,51 @@ def test_01_exercise_3_box_from_mask():
 
     assert not run_check(NB01, 3, box_from_mask=ends_at_last_pixel)
     assert not run_check(NB01, 3, box_from_mask=rows_as_x)
+
+
+# --- notebook 02 --------------------------------------------------------------------------------
+
+NB02 = NOTEBOOKS / "02_data_pipeline.ipynb"
+
+
+def test_02_exercise_1_labels_to_vector():
+    assert run_check(NB02, 1, labels_to_vector=_solution("02", "labels_to_vector"))
+
+    def blank_as_zero(labels):                    # blank must stay NaN, not become a negative
+        return torch.tensor([0.0 if labels[n] is None else float(labels[n]) for n in CHEXPERT_LABELS])
+
+    def uncertain_as_negative(labels):            # -1 must stay -1 (the policy comes later)
+        return torch.tensor([float("nan") if labels[n] is None else float(max(labels[n], 0)) for n in CHEXPERT_LABELS])
+
+    assert not run_check(NB02, 1, labels_to_vector=blank_as_zero)
+    assert not run_check(NB02, 1, labels_to_vector=uncertain_as_negative)
+
+
+def test_02_exercise_2_pad_token_ids():
+    solution = _solution("02", "pad_token_ids")
+    assert run_check(NB02, 2, pad_token_ids=solution)
+
+    def cut_without_sep(sequences, max_length):   # truncation must keep the final [SEP]
+        return solution([s[:max_length] for s in sequences], 10**6)
+
+    def one_too_long(sequences, max_length):
+        return solution(sequences, max_length + 1)
+
+    assert not run_check(NB02, 2, pad_token_ids=cut_without_sep)
+    assert not run_check(NB02, 2, pad_token_ids=one_too_long)
+
+
+def test_02_exercise_3_head_token_ids():
+    assert run_check(NB02, 3, head_token_ids=_solution("02", "head_token_ids"))
+
+    def word_indices(record, tokenizer):          # forgets that [CLS] is token 0
+        return [list(gt["head_words"]) for gt in record["findings_gt"]]
+
+    def nothing(record, tokenizer):               # an empty answer used to pass the check
+        return []
+
+    def empty_lists(record, tokenizer):
+        return [[] for _ in record["findings_gt"]]
+
+    for wrong in (word_indices, nothing, empty_lists):
+        assert not run_check(NB02, 3, head_token_ids=wrong), wrong.__name__
