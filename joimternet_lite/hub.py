@@ -109,7 +109,7 @@ class PretrainedMixin(ModelHubMixin, library_name=LIBRARY, tags=["chest-x-ray", 
         """Load from a save_pretrained folder, a checkpoint folder, a run folder or a Hub repo id."""
         name = str(pretrained_model_name_or_path)
         if Path(name).exists() or not HUB_ID.fullmatch(name):
-            return load_folder(Path(name), map_location)
+            return load_folder(cls, Path(name), map_location)
         try:
             return super().from_pretrained(name, map_location=map_location, **kwargs)
         except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
@@ -121,7 +121,12 @@ class PretrainedMixin(ModelHubMixin, library_name=LIBRARY, tags=["chest-x-ray", 
                          local_files_only: bool, token, map_location: str = "cpu", **_unused):
         folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                    local_files_only=local_files_only, token=token)
-        return load_folder(Path(folder), map_location)
+        return load_folder(cls, Path(folder), map_location)
+
+    @classmethod
+    def build_from_config(cls, cfg: Config, vocab_size: int):
+        """A freshly initialised model for ``cfg``; the model class says how (hub cannot import models)."""
+        raise NotImplementedError
 
     def generate_model_card(self, *args, **kwargs):
         from huggingface_hub import ModelCard
@@ -165,32 +170,32 @@ def folder_config(info: Provenance, vocab_size: int) -> dict:
 # ----------------------------------------------------------------------------- load
 
 
-def load_folder(path: Path, map_location: str | torch.device = "cpu"):
+def load_folder(model_class, path: Path, map_location: str | torch.device = "cpu"):
     """The model in ``path`` (see the module docstring), in eval mode, with its provenance attached."""
     if not path.is_dir():
         raise PretrainedError(f"{path}: no such model folder. Pass a folder written by save_pretrained, a run "
                               "folder (train.out_dir) or one of its checkpoints/step_* folders.")
     if (path / CONFIG_FILE).exists():
-        return _load_saved(path, map_location)
+        return _load_saved(model_class, path, map_location)
     if (path / ckpt.STATE_FILE).exists():
-        return _load_checkpoint(path, map_location)
+        return _load_checkpoint(model_class, path, map_location)
     if (path / "checkpoints").is_dir():
         found = ckpt.latest_checkpoint(path)
         if found is None:
             raise PretrainedError(f"{path}: a run folder without a complete checkpoint; train it first "
                                   "(python -m joimternet_lite train ...) or pass another folder")
-        return _load_checkpoint(found, map_location)
+        return _load_checkpoint(model_class, found, map_location)
     raise PretrainedError(f"{path}: not a model folder: it holds no {CONFIG_FILE} (save_pretrained), no "
                           f"{ckpt.STATE_FILE} (a checkpoint) and no checkpoints/ (a run folder)")
 
 
-def _load_saved(folder: Path, map_location) -> Any:
+def _load_saved(model_class, folder: Path, map_location) -> Any:
     meta = read_folder_config(folder)
     cfg = _config_from(meta["config"], folder / CONFIG_FILE, meta.get("package_version"))
     if (folder / TEXT_ENCODER_DIR).is_dir():
         cfg.model.text.pretrained_path = str(folder / TEXT_ENCODER_DIR)
     tokenizer = _tokenizer(folder, cfg)
-    model = _build(cfg, tokenizer, folder / ckpt.MODEL_FILE, map_location)
+    model = _build(model_class, cfg, tokenizer, folder / ckpt.MODEL_FILE, map_location)
     model.provenance = Provenance(cfg, tokenizer, meta.get("step"), meta.get("dataset"), meta.get("results"),
                                   str(folder))
     return model
@@ -237,7 +242,7 @@ def _config_from(raw: dict, where: Path, package_version: str | None) -> Config:
                               "version that wrote it.") from err
 
 
-def _load_checkpoint(folder: Path, map_location) -> Any:
+def _load_checkpoint(model_class, folder: Path, map_location) -> Any:
     run_dir = folder.parent.parent
     try:
         state = json.loads((folder / ckpt.STATE_FILE).read_text())
@@ -252,7 +257,7 @@ def _load_checkpoint(folder: Path, map_location) -> Any:
                               "from inside its run folder (<run>/checkpoints/step_*)")
     cfg = _config_from(state["config"], folder / ckpt.STATE_FILE, None)
     tokenizer = _tokenizer(run_dir / "tokenizer", cfg)
-    model = _build(cfg, tokenizer, None, map_location)
+    model = _build(model_class, cfg, tokenizer, None, map_location)
     ckpt.load_checkpoint(folder, model, vocab_size=len(tokenizer))  # verifies sizes and hashes
     results_file = run_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
@@ -271,10 +276,8 @@ def _tokenizer(folder: Path, cfg: Config):
     return tokenizer
 
 
-def _build(cfg: Config, tokenizer, weights: Path | None, map_location):
-    from .models.joimternet import model_for
-
-    model = model_for(cfg, len(tokenizer))
+def _build(model_class, cfg: Config, tokenizer, weights: Path | None, map_location):
+    model = model_class.build_from_config(cfg, len(tokenizer))
     if weights is not None:
         ckpt.load_weights(weights, model, len(tokenizer))
     return model.to(map_location).eval()

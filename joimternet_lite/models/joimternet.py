@@ -49,6 +49,11 @@ class JoImTeRNet(PretrainedMixin, nn.Module):
             out["null_region"] = self.similarity.null_region
         return out
 
+    @classmethod
+    def build_from_config(cls, cfg, vocab_size: int) -> JoImTeRNet:
+        """What ``from_pretrained`` builds before loading weights: ``model_for(cfg, vocab_size)``."""
+        return model_for(cfg, vocab_size)
+
 
 def build_model(cfg: ModelConfig, vocab_size: int, image_size: int | None = None) -> JoImTeRNet:
     """Both towers and the similarity module from the config.
