@@ -1,7 +1,7 @@
 """MIMIC-CXR report sections: split a report at its ``NAME:`` headers and normalise the names.
 
-Taught in notebook 12. The names follow the official MIMIC-CXR section parser (MIT-LCP mimic-cxr,
-``txt/section_parser.py``), so that our findings and impression match the text other MIMIC-CXR work
+Taught in notebook 12. The names follow the official MIMIC-CXR section parser (the ``section_parser``
+module of the MIT-LCP mimic-cxr repository), so that our findings and impression match the text other MIMIC-CXR work
 uses. Its rules, restated as data:
 
 1. :data:`SECTION_ALIASES`: the frequent header names and their typos -> a section name;
