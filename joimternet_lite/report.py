@@ -146,7 +146,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
 
 
 def _jsonable(results: dict) -> dict:
-    return {k: v for k, v in results.items() if k not in ("embeddings", "skipped_studies")}
+    return {k: v for k, v in results.items() if k not in ("embeddings", "skipped_studies", "grounding_rows")}
 
 
 def checkpoint_section(provenance: dict) -> str:
