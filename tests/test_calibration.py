@@ -1,4 +1,5 @@
-"""SynthCXR's default difficulty leaves pre-training something to show (issue 5).
+"""SynthCXR's default difficulty leaves pre-training something to show: a trained model must beat
+a random network by a margin a learner can see.
 
 A linear probe on the global features of the randomly initialised ``demo_cpu`` image tower must
 stay at or below 0.75 mean AUROC. (The trained side, at least 0.85, takes a 5-minute training run:

@@ -18,7 +18,7 @@ TINY_WIDTHS = (4, 4, 8, 8, 16, 16, 32)
 
 
 def hand_count_authors_cnn(widths=(8, 16, 32, 64, 128, 256, 512), embed=512, heads=16):
-    """The parameter count derived from the layer definitions (digest §1.1)."""
+    """The parameter count derived from the layer definitions (the authors' layer list, counted by hand)."""
     stem = 7 * 7 * 1 * widths[0] + 2 * widths[0]                 # bias-free conv + BN
     stages = 0
     for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):

@@ -1,5 +1,5 @@
 """Notebooks 09-12 build parts inline; these tests load those definitions and compare them with the
-package on tiny inputs, so the notebooks and the package cannot drift apart (CONVENTIONS.md §1)."""
+package on tiny inputs, so the notebooks and the package cannot drift apart."""
 
 from pathlib import Path
 
