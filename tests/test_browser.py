@@ -264,9 +264,6 @@ ARM_IDLE = """(path) => {
   kernel.statusChanged.connect(watch);
 }"""
 
-DISMISS_TOASTS = """() => {
-  for (const b of document.querySelectorAll('.jp-Notification-Toast-Close, .Toastify__close-button')) b.click();
-}"""
 
 
 @dataclass
@@ -282,6 +279,15 @@ class NotebookResult:
     run: str = "not run"
     errors: list[str] = field(default_factory=list)
     sliders: list[SliderResult] = field(default_factory=list)
+
+
+def _dismiss_toasts(page) -> None:
+    """Close notifications (a news or update prompt) so that none covers an output being compared."""
+    toasts = page.locator(".Toastify__toast")
+    if toasts.count():
+        for button in page.locator(".jp-Notification-Toast-Close, .Toastify__close-button").all():
+            button.click()
+        toasts.first.wait_for(state="detached", timeout=10_000)
 
 
 def _stable_shot(locator, mask, path: Path, timeout_s: float = 10) -> bytes:
@@ -308,6 +314,7 @@ def _move_sliders(page, panel_id: str, path: str, name: str, shots: Path) -> lis
         handle = slider.locator(".noUi-handle").first
         before = handle.get_attribute("aria-valuenow")
         at_max = float(before) >= float(handle.get_attribute("aria-valuemax"))
+        _dismiss_toasts(page)
         shot_before = _stable_shot(output, [slider], shots / f"{name}_slider{i}_before.png")
         page.evaluate(ARM_IDLE, path)
         handle.focus()
@@ -324,7 +331,7 @@ def _check_notebook(page, panel_id: str, path: str, name: str, shots: Path) -> N
     page.wait_for_function("p => window.__runs[p] !== 'running'", arg=path, timeout=RUN_TIMEOUT_S * 1000)
     result.run = page.evaluate("p => window.__runs[p]", path)
     page.evaluate(f"() => window.jupyterapp.shell.activateById({json.dumps(panel_id)})")
-    page.evaluate(DISMISS_TOASTS)
+    _dismiss_toasts(page)
     result.errors = page.evaluate(FIND_ERRORS, path)
     page.screenshot(path=shots / f"{name}_after_run.png")
     result.sliders = _move_sliders(page, panel_id, path, name, shots)
