@@ -334,6 +334,9 @@ SCHEDULES = ("cosine", "step")
 NAN_POLICIES = ("stop", "skip")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+NEGATIVE_MODES = ("random", "hardest", "all")
+DROP_STRIDES = ("early", "late")
+TEXT_POOLS = ("cls", "mean")
 
 # Every numeric and enumerated field: a Range, or the tuple of accepted choices. Tuple-valued fields
 # (widths, milestones) are checked element by element; None (an optional field left unset) passes.
@@ -353,14 +356,14 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "model.image.backbone": ("authors_cnn", "resnet18", "resnet50", "densenet121"),
     "model.image.widths": AT_LEAST_1,
     "model.image.grid": AT_LEAST_1,
-    "model.image.drop_strides": ("early", "late"),
+    "model.image.drop_strides": DROP_STRIDES,
     "model.image.attention_heads": AT_LEAST_1,
     "model.text.layers": AT_LEAST_1,
     "model.text.hidden": AT_LEAST_1,
     "model.text.heads": AT_LEAST_1,
     "model.text.intermediate": AT_LEAST_1,
     "model.text.dropout": Range(0, 1, open_high=True),
-    "model.text.pool": ("cls", "mean"),
+    "model.text.pool": TEXT_POOLS,
     "model.score.gamma1": POSITIVE,
     "model.score.gamma2": POSITIVE,
     "model.score.chunk_size": AT_LEAST_1,
@@ -369,7 +372,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "loss.margin_local": AT_LEAST_0,
     "loss.weight_ce": AT_LEAST_0,
     "loss.weight_triplet": AT_LEAST_0,
-    "loss.negatives": ("random", "hardest", "all"),
+    "loss.negatives": NEGATIVE_MODES,
     "train.steps": AT_LEAST_1,
     "train.batch_size": Range(2),          # a contrastive loss needs a negative in the batch
     "train.grad_accum": AT_LEAST_1,

@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LossConfig, ScoreConfig
+from .config import NEGATIVE_MODES, LossConfig, ScoreConfig
 from .models.similarity import global_similarity, local_similarity
 
-NEGATIVE_MODES = ("random", "hardest", "all")
 DIRECTIONS = ("i2t", "t2i")
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock
 
-from ..config import ImageModelConfig
+from ..config import DROP_STRIDES, ImageModelConfig
 
 PAPER_IMAGE_SIZE = 2048
 
@@ -69,9 +69,6 @@ def _map_size(size: int, downsamplers: list[tuple[int, int, int]]) -> int:
     for kernel, stride, padding in downsamplers:
         size = _conv_out(size, kernel, stride, padding)
     return size
-
-
-DROP_STRIDES = ("early", "late")
 
 
 def authors_strides(image_size: int, grid: int, drop: str = "early") -> tuple[int, list[int]]:

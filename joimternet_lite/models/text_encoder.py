@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, BertConfig, BertModel
 
-from ..config import TextModelConfig
+from ..config import TEXT_POOLS, TextModelConfig
 from ..data.tokenizer import MASK_ID, SPECIAL_TOKENS
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
@@ -55,7 +55,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, cfg: TextModelConfig, vocab_size: int, embed_dim: int = 512):
         super().__init__()
-        if cfg.pool not in ("cls", "mean"):
+        if cfg.pool not in TEXT_POOLS:
             raise ValueError(f"model.text.pool={cfg.pool!r}: use cls (the authors' trainer) or mean")
         self.pool = cfg.pool
         self.pretrained = bool(cfg.pretrained_path)
