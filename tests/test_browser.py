@@ -69,10 +69,11 @@ def _free_port() -> int:
 
 
 def _broken_notebook() -> dict:
-    """A notebook with a slider whose output never changes and a cell that raises."""
+    """A notebook with a slider whose output never changes, a cell that raises and one never reached."""
     code = [f"import ipywidgets as widgets\n"
             f"widgets.interact(lambda k: print({DEAD_SLIDER_TEXT!r}), k=widgets.IntSlider(value=0, min=0, max=5))",
-            "1 / 0"]
+            "1 / 0",
+            "print('never reached')"]
     cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
              for src in code]
     return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -83,10 +84,10 @@ def _broken_notebook() -> dict:
 def _copy_notebook(name: str, folder: Path) -> None:
     """Copy a course notebook, with its PARAMETER_EDITS applied to the source of its cells."""
     nb = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
-    old, new = PARAMETER_EDITS.get(name, ("", ""))
-    for cell in nb["cells"] if old else []:
-        source = "".join(cell["source"])
-        cell["source"] = source.replace(old, new)
+    if name in PARAMETER_EDITS:
+        old, new = PARAMETER_EDITS[name]
+        for cell in nb["cells"]:
+            cell["source"] = "".join(cell["source"]).replace(old, new)
     (folder / f"{name}.ipynb").write_text(json.dumps(nb))
 
 
@@ -265,7 +266,6 @@ ARM_IDLE = """(path) => {
 }"""
 
 
-
 @dataclass
 class SliderResult:
     index: int
@@ -390,7 +390,10 @@ def test_checks_catch_an_error_and_a_dead_slider(browser_results, screenshots):
     result = browser_results[SELF_CHECK]
     report = _report(result, screenshots)
     assert result.run != "ok", report
-    assert any("ZeroDivisionError" in e for e in result.errors), report
+    # each way of seeing the error must see it: the saved outputs, the page, the cells left unrun
+    assert "cell 1: ZeroDivisionError: division by zero" in result.errors, report
+    assert any(e.startswith("traceback on the page") and "ZeroDivisionError" in e for e in result.errors), report
+    assert "cell 2 was not executed" in result.errors, report
     assert len(result.sliders) == 1, report
     slider = result.sliders[0]
     assert slider.value_after != slider.value_before, report
