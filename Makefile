@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all notebooks lint bench env clean-venv
+.PHONY: demo lab test test-all notebooks lint bench env clean-venv
 
 # `make demo` needs only the package; tests and notebooks add their extras on top (same pins).
 $(CORE_STAMP): pyproject.toml constraints.txt
@@ -26,6 +26,25 @@ $(STAMP): $(CORE_STAMP)
 
 demo: $(CORE_STAMP)
 	$(PY) -m joimternet_lite demo --config demo_cpu train.device=$(DEVICE)
+
+# `make lab`: the notebook extra when missing (`make test` installs it too), the course's JupyterLab
+# defaults (no prompt to fetch Jupyter news: the course runs offline), then JupyterLab on notebooks/.
+LAB_STAMP := $(VENV)/.notebooks-installed-stamp
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/joimternet-course.json
+
+$(LAB_STAMP): $(CORE_STAMP)
+	@if [ ! -f $(STAMP) ]; then \
+		echo "==> adding the notebook extra to $(VENV)"; \
+		$(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks]"; \
+	fi
+	@touch $(LAB_STAMP)
+
+$(LAB_OVERRIDES): notebooks/.jupyter/overrides.json $(LAB_STAMP)
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+lab: $(LAB_OVERRIDES)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 # Package tests, then every notebook and solution notebook in smoke mode (nbmake), in one run.
 test: $(STAMP)
