@@ -33,6 +33,7 @@ from . import checkpoint as ckpt
 from .atomic import atomic_path, atomic_write_text
 from .config import Config, ConfigError, from_dict, to_dict
 from .errors import UserError
+from .headline import improvement_checks
 
 HUB_FORMAT_VERSION = 1
 LIBRARY, ARCHITECTURE = "joimternet_lite", "JoImTeRNet"
@@ -344,8 +345,6 @@ def _evaluation_section(results: dict | None) -> str:
     if not results or "trained" not in results or "untrained" not in results:
         return ("No evaluation was recorded with this run (no results.json). Evaluate it with "
                 "`python -m joimternet_lite evaluate --config <its config.yaml>`.")
-    from .report import improvement_checks
-
     rows = improvement_checks(results["trained"], results["untrained"])
     pool = next((r["pool_size"] for r in results["trained"].get("retrieval", []) if "pool_size" in r), None)
     table = "\n".join(f"| {name} | {t:.3f} | {b:.3f} |" for name, t, b in rows)

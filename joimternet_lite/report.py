@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .config import Config, to_dict
+from .headline import improvement_checks
 from .markdown import format_cell, markdown_table
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
@@ -61,27 +62,6 @@ def swap_table(rows: list[dict]) -> str:
                    "moved to mirror"],
                   [[r["kind"], r["n"], r["mass_true_before"], r["mass_mirror_before"], r["mass_true_after"],
                     r["mass_mirror_after"], r["moved"]] for r in rows])
-
-
-def improvement_checks(trained: dict, baseline: dict) -> list[tuple[str, float, float]]:
-    """(metric, trained, untrained) for the headline metrics of the report."""
-    def pick(rows, direction, scoring):
-        return next(r for r in rows if r["direction"] == direction and r["scoring"] == scoring
-                    and r["relevance"] == "instance")
-
-    checks = []
-    for direction in ("image->report", "report->image"):
-        for scoring in ("global", "local"):
-            t, b = pick(trained["retrieval"], direction, scoring), pick(baseline["retrieval"], direction, scoring)
-            checks.append((f"retrieval {direction} {scoring} R@10", t["R@10"], b["R@10"]))
-    checks.append(("classification mean AUROC (linear probe)", trained["classification"][0]["mean"],
-                   baseline["classification"][0]["mean"]))
-    if "grounding" in trained:
-        def hit(rows):
-            return next(r["hit"] for r in rows if r["kind"] == "raw" and r["words"] == "phrase" and r["type"] == "all")
-        checks.append(("grounding pointing (raw map, phrase, all findings)", hit(trained["grounding"]),
-                       hit(baseline["grounding"])))
-    return checks
 
 
 def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baseline: dict, model, tokenizer,
