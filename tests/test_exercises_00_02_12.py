@@ -2,6 +2,7 @@
 the solution and wrong for at least one plausible mistake. Also tests the harness that runs the
 check cells (tests/exercise_harness.py) on notebook 05's exercise 1."""
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -180,3 +181,57 @@ def test_02_exercise_3_head_token_ids():
 
     for wrong in (word_indices, nothing, empty_lists):
         assert not run_check(NB02, 3, head_token_ids=wrong), wrong.__name__
+
+
+# --- notebook 12 --------------------------------------------------------------------------------
+
+NB12 = NOTEBOOKS / "12_real_data.ipynb"
+
+
+def test_12_exercise_1_mimic_study_folder():
+    assert run_check(NB12, 1, mimic_study_folder=_solution("12", "mimic_study_folder"))
+
+    def first_digit_folder(subject_id, study_id):         # p1 instead of p10
+        return f"files/p{str(subject_id)[:1]}/p{subject_id}/s{study_id}"
+
+    def no_files_prefix(subject_id, study_id):
+        return f"p{str(subject_id)[:2]}/p{subject_id}/s{study_id}"
+
+    assert not run_check(NB12, 1, mimic_study_folder=first_digit_folder)
+    assert not run_check(NB12, 1, mimic_study_folder=no_files_prefix)
+
+
+def test_12_exercise_2_letterbox_square():
+    solution = _solution("12", "letterbox_square")
+    assert run_check(NB12, 2, letterbox_square=solution)
+
+    def top_left(image, size):                             # pasted in the corner, not centred
+        out = solution(image, size)
+        rows, cols = np.nonzero(out.any(axis=1))[0], np.nonzero(out.any(axis=0))[0]
+        moved = np.zeros_like(out)
+        block = out[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        moved[:block.shape[0], :block.shape[1]] = block
+        return moved
+
+    def truncated_to_uint8(image, size):                   # int(image * 255) instead of rounding
+        return solution(np.floor(image * 255) / 255, size)
+
+    assert not run_check(NB12, 2, letterbox_square=top_left)
+    assert not run_check(NB12, 2, letterbox_square=truncated_to_uint8)
+
+
+def test_12_exercise_3_openi_split():
+    assert run_check(NB12, 3, openi_split=_solution("12", "openi_split"))
+
+    def without_seed(study_id, seed=42):
+        digest = hashlib.sha256(str(study_id).encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        return "train" if u < 0.7 else "validate" if u < 0.8 else "test"
+
+    def little_endian(study_id, seed=42):
+        digest = hashlib.sha256(f"{seed}:{study_id}".encode()).digest()
+        u = int.from_bytes(digest[:8], "little") / 2**64
+        return "train" if u < 0.7 else "validate" if u < 0.8 else "test"
+
+    assert not run_check(NB12, 3, openi_split=without_seed)
+    assert not run_check(NB12, 3, openi_split=little_endian)
