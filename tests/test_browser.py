@@ -40,6 +40,7 @@ SELF_CHECK = "zz_broken"       # the notebook the checks must reject
 RUN_TIMEOUT_S = 600            # one notebook's smoke run, on a slow shared machine
 SLIDER_TIMEOUT_S = 60          # a slider's callback, from the key press to an idle kernel
 DEAD_SLIDER_TEXT = "the same every time"
+SLIDER_ERROR = "the slider's callback failed"
 # Parameter lines switched in the copies, when present: notebook 11 draws its slider only on request.
 PARAMETER_EDITS = {"11_attention_and_grounding": ("SLIDER = False", "SLIDER = True")}
 
@@ -69,9 +70,14 @@ def _free_port() -> int:
 
 
 def _broken_notebook() -> dict:
-    """A notebook with a slider whose output never changes, a cell that raises and one never reached."""
+    """A notebook with a slider whose output never changes, one whose callback raises once moved,
+    a cell that raises and one never reached."""
     code = [f"import ipywidgets as widgets\n"
             f"widgets.interact(lambda k: print({DEAD_SLIDER_TEXT!r}), k=widgets.IntSlider(value=0, min=0, max=5))",
+            f"def fails_when_moved(k):\n"
+            f"    if k:\n"
+            f"        raise ValueError({SLIDER_ERROR!r})\n"
+            f"widgets.interact(fails_when_moved, k=widgets.IntSlider(value=0, min=0, max=5))",
             "1 / 0",
             "print('never reached')"]
     cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
@@ -241,7 +247,8 @@ FIND_ERRORS = """(path) => {
   }
   const stderr = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]';
   for (const node of panel.node.querySelectorAll(stderr)) {
-    if (node.textContent.includes('Traceback')) found.push('traceback on the page: ' + node.textContent.slice(0, 400));
+    const text = node.textContent.trim();
+    if (text.includes('Traceback')) found.push('traceback on the page: ' + text.split('\\n').pop());
   }
   for (const node of panel.node.querySelectorAll('.jp-OutputArea-output')) {
     const text = node.textContent;
@@ -335,6 +342,8 @@ def _check_notebook(page, panel_id: str, path: str, name: str, shots: Path) -> N
     result.errors = page.evaluate(FIND_ERRORS, path)
     page.screenshot(path=shots / f"{name}_after_run.png")
     result.sliders = _move_sliders(page, panel_id, path, name, shots)
+    # a slider's callback that raises shows its traceback in the widget's output
+    result.errors += [e for e in page.evaluate(FIND_ERRORS, path) if e not in result.errors]
     return result
 
 
@@ -391,10 +400,10 @@ def test_checks_catch_an_error_and_a_dead_slider(browser_results, screenshots):
     report = _report(result, screenshots)
     assert result.run != "ok", report
     # each way of seeing the error must see it: the saved outputs, the page, the cells left unrun
-    assert "cell 1: ZeroDivisionError: division by zero" in result.errors, report
+    assert "cell 2: ZeroDivisionError: division by zero" in result.errors, report
     assert any(e.startswith("traceback on the page") and "ZeroDivisionError" in e for e in result.errors), report
-    assert "cell 2 was not executed" in result.errors, report
-    assert len(result.sliders) == 1, report
-    slider = result.sliders[0]
-    assert slider.value_after != slider.value_before, report
-    assert not slider.output_changed, report
+    assert "cell 3 was not executed" in result.errors, report
+    assert any(e.startswith("traceback on the page") and SLIDER_ERROR in e for e in result.errors), report
+    dead, failing = result.sliders
+    assert dead.value_after != dead.value_before and not dead.output_changed, report
+    assert failing.value_after != failing.value_before, report
