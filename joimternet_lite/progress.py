@@ -4,7 +4,7 @@ widget bar would show as a frozen 0 % bar. The libraries' per-call bars (``datas
 save, ``transformers`` / ``huggingface_hub`` weight loading) say nothing our bars do not, so the
 command line and the course notebooks (through ``joimternet_lite.course``) turn them off.
 
-Taught in notebook 00.
+No notebook teaches it; every notebook uses it through ``joimternet_lite.course`` (notebook 00).
 """
 
 from __future__ import annotations
