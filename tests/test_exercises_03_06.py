@@ -227,9 +227,11 @@ def test_06_exercise_3_region_owner():
     assert_discriminates("06_region_word_attention.ipynb", 3, "region_owner", [padding_wins, wrong_axis])
 
 
-def _damsm(regions, words, gamma1, gamma2, words_axis=0, use_gamma2=True):
-    s = words @ regions.T
-    alpha = (gamma1 * s.softmax(dim=words_axis)).softmax(dim=1 - words_axis if words_axis else 1)
+def _damsm(regions, words, gamma1, gamma2, first_axis=0, second_axis=1, use_gamma2=True):
+    """S_w of one pair, real words only; the axes say which softmax normalises over what
+    (0: over the words, 1: over the regions)."""
+    s = words @ regions.T                                             # (n, R)
+    alpha = (gamma1 * s.softmax(dim=first_axis)).softmax(dim=second_axis)
     cosine = F.cosine_similarity(alpha @ regions, words, dim=1)
     return (gamma2 * cosine if use_gamma2 else cosine).logsumexp(dim=0)
 
@@ -237,7 +239,11 @@ def _damsm(regions, words, gamma1, gamma2, words_axis=0, use_gamma2=True):
 def test_06_exercise_4_damsm_score_one_pair():
     def regions_first(regions, words, length, gamma1=4.0, gamma2=5.0):
         """the first softmax over the regions instead of over the words"""
-        return _damsm(regions, words[:length], gamma1, gamma2, words_axis=1)
+        return _damsm(regions, words[:length], gamma1, gamma2, first_axis=1)
+
+    def swapped_axes(regions, words, length, gamma1=4.0, gamma2=5.0):
+        """both softmaxes over the wrong axis"""
+        return _damsm(regions, words[:length], gamma1, gamma2, first_axis=1, second_axis=0)
 
     def one_padding_word(regions, words, length, gamma1=4.0, gamma2=5.0):
         """length off by one: the first padding row counted as a word"""
@@ -254,4 +260,4 @@ def test_06_exercise_4_damsm_score_one_pair():
     assert passes("06_region_word_attention.ipynb", 4, "damsm_score",
                   lambda r, w, n, g1=4.0, g2=5.0: _damsm(r, w[:n], g1, g2)), "the test's own reference"
     assert_discriminates("06_region_word_attention.ipynb", 4, "damsm_score",
-                         [regions_first, one_padding_word, all_rows, no_gamma2])
+                         [regions_first, swapped_axes, one_padding_word, all_rows, no_gamma2])
