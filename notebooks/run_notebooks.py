@@ -1,7 +1,8 @@
 """Execute the course notebooks in place, in full mode (or smoke mode), keeping their outputs.
 
 `make notebooks` runs this. Execution metadata (timestamps, widget state) is stripped so that a
-re-run only changes what the notebook actually printed or drew.
+re-run only changes what the notebook actually printed or drew; streams are merged, keeping the
+last frame of each text progress bar.
 
     python notebooks/run_notebooks.py [--smoke] [notebooks/05_global_alignment.ipynb ...]
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from joimternet_lite.atomic import atomic_write_text
 
@@ -25,6 +27,8 @@ def strip_noise(nb: nbformat.NotebookNode) -> None:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
+    # One output per stream, and of each text progress bar only its last frame, as a terminal shows it.
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
 
 
 def run(path: Path, timeout: int) -> float:

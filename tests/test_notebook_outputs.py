@@ -1,7 +1,8 @@
 """The committed notebooks read clean as static copies: no progress-bar widgets (they show as
-frozen 0 % bars once widget state is gone), no warning repeated three or more times (fix the
-cause, or filter that one warning once in the setup cell), and no ANSI escape codes (they show as
-raw `\\x1b[1m` text). Each check is proven on a crafted bad notebook."""
+frozen 0 % bars once widget state is gone), no text bar saved with all its frames, no warning
+repeated three or more times (fix the cause, or filter that one warning once in the setup cell),
+and no ANSI escape codes (they show as raw `\\x1b[1m` text). Each check is proven on a crafted bad
+notebook."""
 
 import re
 from collections import Counter
@@ -16,6 +17,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 PROGRESS_TEXT = re.compile(r"\d+%\|| \d+/\d+ \[|FloatProgress|IntProgress")   # a tqdm frame or a progress widget
 WARNING_LINE = re.compile(r"warn", re.IGNORECASE)
 ANSI = re.compile(r"\x1b\[")
+FRAMES = re.compile(r"\r(?=[^\n])")     # a text bar redrawn in place: every frame is kept in the file
 MAX_REPEATS = 2
 
 
@@ -29,6 +31,9 @@ def output_problems(path: Path) -> list[str]:
                 problems.append(f"cell {index}: progress-bar widget {data['text/plain'][:60]!r}")
             if any(ANSI.search(text) for text in _texts(output)):
                 problems.append(f"cell {index}: ANSI escape codes in a {output.output_type} output")
+            if output.output_type == "stream" and FRAMES.search(output.text):
+                problems.append(f"cell {index}: every frame of a text progress bar is saved "
+                                "(run the notebook with notebooks/run_notebooks.py, which keeps the last)")
             warnings.update(re.sub(r"\d+", "N", line) for line in _warning_lines(output))
     problems += [f"warning printed {n} times: {line[:100]!r}" for line, n in warnings.items() if n > MAX_REPEATS]
     return problems
@@ -94,3 +99,8 @@ def test_a_warning_three_times_fails(tmp_path):
 def test_ansi_codes_fail(tmp_path):
     path = _notebook(tmp_path, _stream("[transformers] \x1b[1mBertModel LOAD REPORT\x1b[0m\n"))
     assert "ANSI" in output_problems(path)[0]
+
+
+def test_a_text_bar_with_all_its_frames_fails(tmp_path):
+    frames = "\rtrain:   0%|          | 0/2 [00:00<?, ?step/s]\rtrain: 100%|##########| 2/2 [00:01<00:00, 1.9step/s]\n"
+    assert "every frame" in output_problems(_notebook(tmp_path, _stream(frames)))[0]
