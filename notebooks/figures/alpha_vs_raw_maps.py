@@ -7,14 +7,10 @@ Writes alpha_vs_raw_maps.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from figure_style import plt, save_svg
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 WORDS = ["left", "small", "effusion"]
 GAMMA1 = 4.0
@@ -40,7 +36,7 @@ def heat(ax, values, title):
     ax.set_title(title, fontsize=9)
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     over_words = softmax(SCORES, axis=0)
     alpha = softmax(GAMMA1 * over_words, axis=1)
     raw = softmax(SCORES, axis=1)
@@ -61,7 +57,7 @@ def main() -> None:
     peak_alpha, peak_raw = int(alpha[2].argmax()) + 1, int(raw[2].argmax()) + 1
     note.text(0.0, 0.5, f"'left' wins regions v1, v2, v5 in step 1,\nso alpha sends 'effusion' to v{peak_alpha};\n"
               f"its raw map peaks at v{peak_raw},\nwhere its own score is highest.", va="center")
-    fig.savefig(OUT, metadata={"Date": None}, bbox_inches="tight")
+    save_svg(fig, out, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,11 @@ Writes ddp_training_loop.svg next to this file (byte-stable across re-runs).
 from itertools import pairwise
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
+import numpy as np
+from figure_style import plt, save_svg
+from matplotlib.patches import FancyBboxPatch, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 RANK_X = (0.0, 5.0)          # left edge of each rank's column
 WIDTH, HEIGHT = 4.2, 0.8
@@ -80,12 +76,12 @@ def gathered_scores(ax, batch=4, world=2, rank=1):
            title=f"S on rank {rank}: (B, N B)\npositives (green) at rank_offset + i = {offset} + i")
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
     flow(left)
     gathered_scores(right)
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

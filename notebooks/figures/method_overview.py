@@ -9,14 +9,10 @@ Writes method_overview.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle  # noqa: E402
+from figure_style import plt, save_svg
+from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 GRID = 4          # drawn region grid (the model's is 16 x 16)
 IMAGE, TEXT, MATCH, LOSS, EVAL = "#cfe2ff", "#d7f5d7", "#fff1c2", "#ffd6d6", "#eeeeee"
@@ -44,7 +40,7 @@ def xray(ax, x, y, side):
         ax.plot([x, x + side], [y + k * side / GRID] * 2, color="#ffcc00", lw=0.6)
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, ax = plt.subplots(figsize=(11, 5.0))
     # inputs and towers
     xray(ax, 0.1, 3.0, 1.4)
@@ -86,7 +82,7 @@ def main() -> None:
     ax.set(xlim=(-0.1, 12.3), ylim=(0.0, 5.2), aspect="equal")
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

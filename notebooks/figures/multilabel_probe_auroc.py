@@ -7,15 +7,11 @@ Writes multilabel_probe_auroc.svg next to this file (byte-stable across re-runs)
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
+import numpy as np
+from figure_style import plt, save_svg
+from matplotlib.patches import FancyBboxPatch
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Pleural Effusion", "...", "Support Devices"]
 PROBABILITIES = [0.12, 0.81, 0.64, None, 0.05]
@@ -80,7 +76,7 @@ def pairs(ax):
            xlabel=f"({wins} wins + {ties} tie / 2) / {total} pairs = {(wins + ties / 2) / total:.3f}")
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig = plt.figure(figsize=(12, 3.6))
     grid = fig.add_gridspec(1, 3, width_ratios=[2.1, 1.1, 1.1])
     ax0 = fig.add_subplot(grid[0])
@@ -90,7 +86,7 @@ def main() -> None:
     roc(fig.add_subplot(grid[1]))
     pairs(fig.add_subplot(grid[2]))
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,10 @@ Writes retrieval_ranks_ties_ceiling.svg next to this file (byte-stable across re
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
+from figure_style import plt, save_svg
+from matplotlib.patches import FancyBboxPatch
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 RIGHT, WRONG, TIED = "tab:green", "0.55", "tab:orange"
 
@@ -73,14 +69,14 @@ def ceiling(ax):
            title="3. the ceiling: repeated reports")
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
     for ax, panel in zip(axes, (ranked_list, tied_list, ceiling), strict=True):
         panel(ax)
         for side in ax.spines.values():
             side.set_visible(False)
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,11 @@ Writes similarity_matrix_ce.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import numpy as np
+from figure_style import plt, save_svg
+from matplotlib.patches import Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 GAMMA3 = 10.0
 ROW = 1       # the image whose row is drawn as a classifier
@@ -53,7 +49,7 @@ def bars(ax, probabilities, target, color, title, xlabel):
     ax.text(target, probabilities[target] + 0.03, f"-log p = {loss:.2f}", ha="center", fontsize=8)
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, (left, mid, right) = plt.subplots(1, 3, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1.2, 1, 1]})
     matrix(left)
     bars(mid, softmax(GAMMA3 * S[ROW]), ROW, "tab:blue",
@@ -62,7 +58,7 @@ def main() -> None:
     bars(right, softmax(GAMMA3 * S[:, COLUMN]), COLUMN, "tab:orange",
          f"report -> image: softmax over column {COLUMN}\nof $\\gamma_3 S$, target image {COLUMN}", "image i")
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

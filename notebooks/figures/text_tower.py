@@ -7,14 +7,10 @@ Writes text_tower.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
+from figure_style import plt, save_svg
+from matplotlib.patches import FancyBboxPatch, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 TOKENS = ["[CLS]", "no", "pleural", "effusion", "[SEP]", "[PAD]", "[PAD]"]
 MASK = [1, 1, 1, 1, 1, 0, 0]
@@ -30,10 +26,10 @@ def down(ax, x, y0, y1, color="black"):
     ax.annotate("", xy=(x, y1), xytext=(x, y0), arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1})
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, ax = plt.subplots(figsize=(10, 5.0))
     xs = [k * STEP for k in range(len(TOKENS))]
-    for x, token, m in zip(xs, TOKENS, MASK):
+    for x, token, m in zip(xs, TOKENS, MASK, strict=True):
         cell(ax, x, 5.0, token, "#eeeeee" if m else "white", family="monospace", fontsize=8)
         cell(ax, x, 4.3, str(m), "white", h=0.35, fontsize=8)
         down(ax, x, 4.1, 3.55)
@@ -63,7 +59,7 @@ def main() -> None:
     ax.set(xlim=(-0.8, xs[-1] + 4.2), ylim=(-1.0, 5.5), aspect="equal")
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

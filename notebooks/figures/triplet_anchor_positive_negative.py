@@ -7,15 +7,11 @@ Writes triplet_anchor_positive_negative.svg next to this file (byte-stable acros
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Circle, Rectangle  # noqa: E402
+import numpy as np
+from figure_style import plt, save_svg
+from matplotlib.patches import Circle, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 POSITIVE_DISTANCE, MARGIN = 1.0, 0.6
 NEGATIVES = {  # name: (x, y) around the anchor at the origin
@@ -73,12 +69,12 @@ def score_matrix(ax):
                   "red rings: the hardest negatives (the positive excluded)")
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.2, 1]})
     geometry(left)
     score_matrix(right)
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

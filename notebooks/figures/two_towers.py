@@ -6,15 +6,10 @@ Writes two_towers.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle  # noqa: E402
+from figure_style import plt, save_svg
+from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 GRID = 8          # drawn grid side (the model's is 16 x 16; 8 keeps the drawing legible)
 WORDS = ["no", "pleural", "effusion", "[SEP]"]
@@ -56,7 +51,7 @@ def vectors(ax, x, y, count, labels, color, zero_from=None):
             ax.text(x + k * 0.32 + 0.12, y - 0.08, labels[k], ha="center", va="top", fontsize=8, rotation=90)
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     fig, ax = plt.subplots(figsize=(10, 5.2))
     # image tower (top)
     xray(ax, 0.2, 3.0, 1.8)
@@ -87,7 +82,7 @@ def main() -> None:
     ax.set(xlim=(0, 13.0), ylim=(-1.5, 6.0), aspect="equal")
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@ Writes word_region_attention.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from figure_style import plt, save_svg
+from matplotlib.patches import FancyArrow
 
 OUT = Path(__file__).with_suffix(".svg")
-plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
 GAMMA1, GAMMA2 = 4.0, 5.0
 WORDS = ["left", "effusion", "no", "[SEP]"]
@@ -46,7 +43,7 @@ def heat(ax, values, title, cmap, digits):
             ax.text(j, i, f"{values[i, j]:.{digits}f}", ha="center", va="center", fontsize=6)
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     rng = np.random.default_rng(0)
     regions = rng.normal(size=(GRID * GRID, 6))
     words = rng.normal(size=(len(WORDS), 6))
@@ -67,13 +64,13 @@ def main() -> None:
     axes[3].invert_yaxis()
     axes[3].axvline(0, color="0.5", lw=0.8)
     fig.tight_layout()
-    for left, right in zip(axes[:-1], axes[1:]):  # arrows between the steps
+    for left, right in zip(axes[:-1], axes[1:], strict=True):  # arrows between the steps
         x0 = left.get_position().x1 + 0.002
         x1 = right.get_position().x0 - 0.035
-        fig.patches.append(matplotlib.patches.FancyArrow(x0, 0.5, max(x1 - x0, 0.01), 0, width=0.006,
+        fig.patches.append(FancyArrow(x0, 0.5, max(x1 - x0, 0.01), 0, width=0.006,
                                                         head_length=0.008, transform=fig.transFigure,
                                                         color="0.4", length_includes_head=True))
-    fig.savefig(OUT, metadata={"Date": None})
+    save_svg(fig, out)
 
 
 if __name__ == "__main__":
