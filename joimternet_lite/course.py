@@ -89,3 +89,22 @@ def _is_definition(node: ast.stmt) -> bool:
     if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
         return True
     return False
+
+
+def course_model_settings(device_type: str, smoke: bool) -> dict:
+    """Size of the course model that notebooks 09, 10 and 11 share, for a device type ("cuda", "mps", "cpu").
+
+    On a CUDA GPU a full run trains the paper-sized ``synth_gpu`` towers on 4,000 SynthCXR studies at
+    256 px, in bf16 where the GPU supports it (precision ``auto``): the GPU buys a better model, not
+    only speed. Any other device trains the small ``demo_cpu`` towers at 128 px in fp32 (minutes on 2
+    CPU cores). Smoke mode (CI) is tiny everywhere. Returns preset, num_studies, synth_size,
+    image_size, steps, batch and precision.
+    """
+    if smoke:
+        return {"preset": "demo_cpu", "num_studies": 64, "synth_size": 128, "image_size": 64, "steps": 10,
+                "batch": 16, "precision": "fp32"}
+    if device_type == "cuda":
+        return {"preset": "synth_gpu", "num_studies": 4000, "synth_size": 256, "image_size": 256, "steps": 1000,
+                "batch": 128, "precision": "auto"}
+    return {"preset": "demo_cpu", "num_studies": 2000, "synth_size": 256, "image_size": 128, "steps": 250,
+            "batch": 32, "precision": "fp32"}

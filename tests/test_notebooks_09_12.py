@@ -3,13 +3,14 @@ package on tiny inputs, so the notebooks and the package cannot drift apart."""
 
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
 from joimternet_lite.config import ScoreConfig, load_config
-from joimternet_lite.course import import_definitions
+from joimternet_lite.course import course_model_settings, import_definitions
 from joimternet_lite.data import openi as pkg_openi
 from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
 from joimternet_lite.evaluate import classification as pkg_cls
@@ -165,13 +166,11 @@ def test_swap_and_word_helpers(nb11):
 # --- 09-11: the shared course model, sized for the device -----------------------------------------
 
 @pytest.mark.parametrize("smoke", [False, True])
-def test_course_model_settings_pick_a_gpu_sized_model_on_cuda(nb09, nb10, nb11, smoke):
+def test_course_model_settings_pick_a_gpu_sized_model_on_cuda(smoke):
     """A CUDA device gets the synth_gpu towers at 256 px in bf16 where supported; CPU and MPS keep
-    the demo_cpu model in fp32; smoke mode is tiny everywhere. The three notebooks agree."""
+    the demo_cpu model in fp32; smoke mode is tiny everywhere. Each setting loads as a config."""
     for device_type in ("cuda", "cpu", "mps"):
-        chosen = [nb.course_model_settings(device_type, smoke) for nb in (nb09, nb10, nb11)]
-        assert chosen[0] == chosen[1] == chosen[2]
-        settings = chosen[0]
+        settings = course_model_settings(device_type, smoke)
         if device_type == "cuda" and not smoke:
             assert (settings["preset"], settings["image_size"], settings["precision"]) == ("synth_gpu", 256, "auto")
         else:
@@ -181,6 +180,13 @@ def test_course_model_settings_pick_a_gpu_sized_model_on_cuda(nb09, nb10, nb11, 
                                                f"train.precision={settings['precision']}",
                                                f"train.batch_size={settings['batch']}"])
         assert cfg.data.image_size == settings["image_size"]
+
+
+def test_notebooks_09_to_11_take_the_course_model_settings_from_the_package():
+    for name in ("09_retrieval_evaluation", "10_multilabel_classification", "11_attention_and_grounding"):
+        source = "\n".join(c.source for c in nbformat.read(str(NOTEBOOKS / f"{name}.ipynb"), as_version=4).cells
+                           if c.cell_type == "code")
+        assert "def course_model_settings" not in source and "course_model_settings(" in source, name
 
 
 # --- 12: real data -------------------------------------------------------------------------------
