@@ -41,6 +41,8 @@ def test_overrides_are_valid_settings_that_turn_the_news_prompt_off(tmp_path):
 def test_make_lab_installs_the_overrides_then_starts_jupyterlab_on_notebooks():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    dry_run = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # --no-print-directory: under `make test` a nested make would add "Entering directory" lines
+    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
     assert "cp notebooks/.jupyter/overrides.json .venv/share/jupyter/lab/settings/overrides.d/" in dry_run
     assert dry_run.rstrip().endswith("jupyter lab --notebook-dir=notebooks")
