@@ -48,10 +48,10 @@ lab: $(LAB_OVERRIDES)
 
 # Package tests, then every notebook and solution notebook in smoke mode (nbmake), in one run.
 test: $(STAMP)
-	JOIMTERNET_SMOKE=1 $(PY) -m pytest -m "not slow" tests --nbmake notebooks $(PYTEST_ARGS)
+	JOIMTERNET_SMOKE=1 $(PY) -m pytest -m "not slow" tests --nbmake --nbmake-timeout=180 notebooks $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	JOIMTERNET_SMOKE=1 $(PY) -m pytest tests --nbmake notebooks $(PYTEST_ARGS)
+	JOIMTERNET_SMOKE=1 $(PY) -m pytest tests --nbmake --nbmake-timeout=180 notebooks $(PYTEST_ARGS)
 
 notebooks: $(STAMP)
 	$(PY) notebooks/run_notebooks.py
