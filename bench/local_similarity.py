@@ -154,7 +154,7 @@ def relative_differences(inputs, reference, candidate):
     def rel(a, b):
         return ((a - b).abs().max() / b.abs().max()).item()
 
-    return rel(cand_s, ref_s), max(rel(c, r) for c, r in zip(cand_g, ref_g))
+    return rel(cand_s, ref_s), max(rel(c, r) for c, r in zip(cand_g, ref_g, strict=True))
 
 
 def compare(batch, words, regions, dim, device, chunk_size, repeats):

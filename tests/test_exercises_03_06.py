@@ -7,11 +7,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
-
 from exercise_harness import run_check
+
 from joimternet_lite.course import import_definitions
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
