@@ -57,7 +57,7 @@ notebooks: $(STAMP)
 	$(PY) notebooks/run_notebooks.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench notebooks/run_notebooks.py notebooks/figures notebooks/conftest.py
+	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench notebooks/run_notebooks.py notebooks/figures
 
 bench: $(STAMP)
 	$(PY) bench/local_similarity.py

@@ -12,6 +12,17 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    # `make test` also runs every notebook (nbmake items, collected in this session). nbmake drives
+    # each kernel over ZeroMQ; on the 2-core test VM a full run now and then left nbmake waiting on
+    # a kernel that had gone idle after running its cells (2 of 4 full runs, always notebook 06,
+    # never when the notebook ran alone). One rerun keeps that transport flake from failing CI; a
+    # notebook that really fails, fails twice.
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.flaky(reruns=1))
+
+
 TINY_MODEL = ["data.num_studies=24", "data.image_size=64", "data.synth_image_size=128", "train.steps=2",
               "train.batch_size=4", "train.checkpoint_every=2", "train.device=cpu", "model.embed_dim=32",
               "model.image.grid=4", "model.image.widths=[4,8,8,16,16,32,32]", "model.image.attention_heads=2",
