@@ -78,7 +78,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--query", help="the sentence to rank the images for")
     p.add_argument("--image", help="one image whose matching reports are ranked")
     p.add_argument("--manifest", help="dataset root (manifest/ and manifest.json) whose reports are ranked")
-    p.add_argument("--top", type=int, default=10, help="results to print (default 10)")
+    p.add_argument("--top", type=_positive_int, default=10, help="results to print (default 10)")
     p.add_argument("--scoring", choices=("global", "local", "combined"), default="global",
                    help="global: vector cosine (default); local: word-region matching; combined: both")
     p.add_argument("--index", help="embedding index file (default: <images>.joimternet-index.safetensors "

@@ -335,6 +335,7 @@ NAN_POLICIES = ("stop", "skip")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 NEGATIVE_MODES = ("random", "hardest", "all")
+SYNTH_SIZES = Range(128, 1024)  # pixels SynthCXR can draw at: its anatomy needs 128, its cost grows as size^2
 DROP_STRIDES = ("early", "late")
 TEXT_POOLS = ("cls", "mean")
 
@@ -344,7 +345,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "data.source": ("synthetic", "manifest"),
     "data.num_studies": AT_LEAST_1,
     "data.image_size": Range(8),
-    "data.synth_image_size": Range(8),
+    "data.synth_image_size": SYNTH_SIZES,
     "data.max_length": Range(3),            # [CLS], one word, [SEP]
     "data.min_word_frequency": AT_LEAST_1,
     "data.num_workers": AT_LEAST_0,

@@ -167,7 +167,7 @@ def evaluate_run(cfg: Config) -> Path:
     manifest, tokenizer = load_training_data(run_cfg, tokenizer_dir=out_dir / "tokenizer")
     device = pick_device(run_cfg.train.device)
     model = untrained_model(run_cfg, len(tokenizer))
-    ckpt.load_checkpoint(folder, model, vocab_size=len(tokenizer))
+    ckpt.load_weights(folder, model, len(tokenizer))  # its hashes were checked by newest_verified_checkpoint
     trained = evaluate_model(run_cfg, model, tokenizer, manifest, device)
     baseline = evaluate_model(run_cfg, untrained_model(run_cfg, len(tokenizer)), tokenizer, manifest, device)
     report = write_report(run_cfg, out_dir, dataset_statistics(manifest), trained, baseline, model, tokenizer,

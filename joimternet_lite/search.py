@@ -230,8 +230,6 @@ def search_command(args) -> int:
                           "(rank reports)")
     if args.images and args.query is None:
         raise SearchError("--images needs --query TEXT, the sentence to rank the images for")
-    if args.top < 1:
-        raise SearchError(f"--top {args.top}: give the number of results to print, at least 1")
     if args.image and not args.manifest:
         raise SearchError("--image needs --manifest ROOT, the dataset whose reports are ranked")
     if args.images:

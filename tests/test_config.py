@@ -125,6 +125,7 @@ def test_scientific_notation_overrides_are_numbers():
     ("model.score.gamma1=0", "> 0"),
     ("eval.scorings=[global,best]", "global, local, combined"),
     ("ablation.steps=0", ">= 1"),
+    ("data.synth_image_size=64", "[128, 1024]"),
 ])
 def test_out_of_range_values_are_refused_naming_key_value_and_range(override, accepted):
     key, value = override.split("=")

@@ -111,7 +111,6 @@ def test_ground_writes_the_word_maps(tiny_run, capsys, tmp_path):
     (["search", "--images", "{folder}", "--query", " ... "], "error: empty query ' ... '"),
     (["search", "--images", "{tmp}/nowhere", "--query", QUERY], "nowhere: no such folder"),
     (["search", "--images", "{folder}"], "--images needs --query"),
-    (["search", "--images", "{folder}", "--query", QUERY, "--top", "0"], "--top 0: give the number"),
     (["search", "--image", "{folder}/img1.png"], "--image needs --manifest"),
     (["search", "--image", "{folder}/empty.png", "--manifest", "{tmp}"], "empty.png: file is empty"),
     (["search", "--image", "{folder}/img1.png", "--manifest", "{tmp}"], "no manifest found"),
@@ -124,6 +123,14 @@ def test_bad_input_is_one_error_line(tiny_run, folder, tmp_path, capsys, argv, m
     assert main([*argv[:1], "--model", str(tiny_run[0]), *argv[1:]]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_top_below_one_is_a_usage_error(tiny_run, folder, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["search", "--model", str(tiny_run[0]), "--images", str(folder), "--query", QUERY, "--top", "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --top: 0 is not a positive number" in err and "Traceback" not in err
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch and transformers: about 15 s on 2 cores

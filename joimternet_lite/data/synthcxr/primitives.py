@@ -13,7 +13,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-MIN_SIZE, MAX_SIZE = 128, 1024
+from ...config import SYNTH_SIZES
+
+MIN_SIZE, MAX_SIZE = int(SYNTH_SIZES.low), int(SYNTH_SIZES.high)
 
 
 def check_size(image_size: int) -> None:
