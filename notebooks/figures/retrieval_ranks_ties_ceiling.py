@@ -35,38 +35,37 @@ def card(ax, y, text, score, colour, label=""):
         ax.text(3.45, y, label, va="center", color=colour)
 
 
+def candidate_panel(ax, rows, tied_score, own_label, note, title, numbered=False):
+    """One panel: the candidates of ``rows`` top-down (the query's own report in green, those tied
+    at ``tied_score`` in orange), a note under them and a title."""
+    for k, (text, score, own) in enumerate(rows):
+        y = len(rows) - k
+        if numbered:
+            ax.text(-0.05, y, f"{k + 1}", va="center", ha="right")
+        card(ax, y, text, score, RIGHT if own else (TIED if score == tied_score else WRONG),
+             own_label if own else "")
+    ax.text(0.05, -0.2, note, va="top")
+    ax.set(xlim=(-0.4, 4.6), ylim=(-1.2, len(RANKED) + 0.8), xticks=[], yticks=[], title=title)
+
+
 def ranked_list(ax):
     """Panel 1: candidates sorted by score; the true report's position is the rank."""
-    for k, (text, score, own) in enumerate(RANKED):
-        y = len(RANKED) - k
-        ax.text(-0.05, y, f"{k + 1}", va="center", ha="right")
-        card(ax, y, text, score, RIGHT if own else WRONG, "true report:\nrank 3" if own else "")
-    ax.text(0.05, -0.2, "R@1 miss, R@5 hit,\nreciprocal rank 1/3", va="top")
-    ax.set(xlim=(-0.4, 4.6), ylim=(-1.2, len(RANKED) + 0.8), xticks=[], yticks=[],
-           title="1. a query's ranked list")
+    candidate_panel(ax, RANKED, None, "true report:\nrank 3", "R@1 miss, R@5 hit,\nreciprocal rank 1/3",
+                    "1. a query's ranked list", numbered=True)
 
 
 def tied_list(ax):
     """Panel 2: the true report ties two wrong ones; ties count against the model."""
-    for k, (text, score, own) in enumerate(TIES):
-        y = len(TIES) - k
-        card(ax, y, text, score, RIGHT if own else (TIED if score == TIE_SCORE else WRONG),
-             "true report:\nrank 4" if own else "")
-    ax.text(0.05, -0.2, "rank = 1 + #wrong scoring >= the true one\n= 1 + 3 = 4 (argsort could say 2)", va="top")
-    ax.set(xlim=(-0.4, 4.6), ylim=(-1.2, len(RANKED) + 0.8), xticks=[], yticks=[],
-           title="2. ties count against the model")
+    candidate_panel(ax, TIES, TIE_SCORE, "true report:\nrank 4",
+                    "rank = 1 + #wrong scoring >= the true one\n= 1 + 3 = 4 (argsort could say 2)",
+                    "2. ties count against the model")
 
 
 def ceiling(ax):
     """Panel 3: a perfect model scores the query's report text 1; m studies share it: rank m."""
-    for k, (text, score, own) in enumerate(SHARED):
-        y = len(SHARED) - k
-        card(ax, y, text, score, RIGHT if own else (TIED if score == 1.0 else WRONG),
-             "true report:\nrank 3" if own else "")
-    ax.text(0.05, -0.2, "a perfect model; m = 3 studies share the text.\nInstance R@1 ceiling = share of unique\n"
-            "reports (ties against), mean of 1/m (random ties)", va="top")
-    ax.set(xlim=(-0.4, 4.6), ylim=(-1.2, len(RANKED) + 0.8), xticks=[], yticks=[],
-           title="3. the ceiling: repeated reports")
+    candidate_panel(ax, SHARED, 1.0, "true report:\nrank 3",
+                    "a perfect model; m = 3 studies share the text.\nInstance R@1 ceiling = share of unique\n"
+                    "reports (ties against), mean of 1/m (random ties)", "3. the ceiling: repeated reports")
 
 
 def main(out: Path = OUT) -> None:
