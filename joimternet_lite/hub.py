@@ -263,7 +263,7 @@ def _load_checkpoint(model_class, folder: Path, map_location) -> Any:
     results_file = run_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
     model.provenance = Provenance(cfg, tokenizer, state.get("step"), dataset_of(cfg), results, str(folder))
-    return model.to(map_location).eval()
+    return model  # _build put it on map_location in eval mode; the weights load in place
 
 
 def _tokenizer(folder: Path, cfg: Config):
