@@ -66,6 +66,7 @@ class TextModelConfig:
     intermediate: int = 2048
     dropout: float = 0.1
     pool: str = "cls"                  # cls (the authors' trainer) | mean
+    local_words: str = "all"           # all (the authors') | content | content_no_side: words in the local score
     pretrained_path: str | None = None  # a local Hugging Face folder: sub-word encoder + word pooling
 
 
@@ -338,6 +339,7 @@ NEGATIVE_MODES = ("random", "hardest", "all")
 SYNTH_SIZES = Range(128, 1024)  # pixels SynthCXR can draw at: its anatomy needs 128, its cost grows as size^2
 DROP_STRIDES = ("early", "late")
 TEXT_POOLS = ("cls", "mean")
+LOCAL_WORDS = ("all", "content", "content_no_side")
 
 # Every numeric and enumerated field: a Range, or the tuple of accepted choices. Tuple-valued fields
 # (widths, milestones) are checked element by element; None (an optional field left unset) passes.
@@ -365,6 +367,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "model.text.intermediate": AT_LEAST_1,
     "model.text.dropout": Range(0, 1, open_high=True),
     "model.text.pool": TEXT_POOLS,
+    "model.text.local_words": LOCAL_WORDS,
     "model.score.gamma1": POSITIVE,
     "model.score.gamma2": POSITIVE,
     "model.score.chunk_size": AT_LEAST_1,
@@ -416,6 +419,9 @@ def validate(cfg: Config) -> Config:
             if item is not None and not _fits(rule, item):
                 shown = f"{key}={value!r}" if item is value else f"{key}={value!r} holds {item!r}, which"
                 raise ConfigError(f"{shown} is not accepted: {_accepted(rule)}")
+    if cfg.model.text.local_words != "all" and cfg.model.text.pretrained_path:
+        raise ConfigError(f"model.text.local_words={cfg.model.text.local_words!r} picks words of the word-level "
+                          "vocabulary; with model.text.pretrained_path set, use model.text.local_words=all")
     if cfg.train.mlm and cfg.model.text.pretrained_path:
         raise ConfigError("train.mlm=true trains the word-level text tower's MLM head, and a pretrained tower "
                           f"(model.text.pretrained_path={cfg.model.text.pretrained_path}) has none: set "

@@ -104,9 +104,9 @@ def skipped_studies(embeddings: dict) -> dict:
     return {"studies": len(embeddings["study_ids"]) + len(skipped), "skipped": skipped}
 
 
-def untrained_model(cfg: Config, vocab_size: int):
+def untrained_model(cfg: Config, tokenizer):
     torch.manual_seed(cfg.train.seed)
-    return model_for(cfg, vocab_size)
+    return model_for(cfg, len(tokenizer), tokenizer)
 
 
 def run_demo(cfg: Config, resume: bool = True) -> Path:
@@ -166,10 +166,10 @@ def evaluate_run(cfg: Config) -> Path:
         print("note: the run's values are used for " + ", ".join(provenance["command_line_settings_ignored"]))
     manifest, tokenizer = load_training_data(run_cfg, tokenizer_dir=out_dir / "tokenizer")
     device = pick_device(run_cfg.train.device)
-    model = untrained_model(run_cfg, len(tokenizer))
+    model = untrained_model(run_cfg, tokenizer)
     ckpt.load_weights(folder, model, len(tokenizer))  # its hashes were checked by newest_verified_checkpoint
     trained = evaluate_model(run_cfg, model, tokenizer, manifest, device)
-    baseline = evaluate_model(run_cfg, untrained_model(run_cfg, len(tokenizer)), tokenizer, manifest, device)
+    baseline = evaluate_model(run_cfg, untrained_model(run_cfg, tokenizer), tokenizer, manifest, device)
     report = write_report(run_cfg, out_dir, dataset_statistics(manifest), trained, baseline, model, tokenizer,
                           manifest, device, provenance)
     print(f"report: {report}")

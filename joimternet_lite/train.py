@@ -487,7 +487,7 @@ def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, device
     if model is None:
         from .models.joimternet import model_for
 
-        model = model_for(cfg, len(tokenizer))
+        model = model_for(cfg, len(tokenizer), tokenizer)
     return dataloader, model, tokenizer
 
 

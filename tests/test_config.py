@@ -186,3 +186,11 @@ def test_fraction_arguments_are_checked():
     for bad in ("-1", "1.5", "nan", "half"):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(bad) + r".*\[0, 1\]"):
             check_fraction(bad)
+
+
+def test_local_words_is_checked_and_needs_the_word_level_tower():
+    assert load_config("demo_cpu", ["model.text.local_words=content"]).model.text.local_words == "content"
+    with pytest.raises(ConfigError, match="local_words='nouns'.*content_no_side"):
+        load_config("demo_cpu", ["model.text.local_words=nouns"])
+    with pytest.raises(ConfigError, match="local_words='content'.*pretrained_path"):
+        load_config("demo_cpu", ["model.text.local_words=content", "model.text.pretrained_path=/some/bert"])

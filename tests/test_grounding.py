@@ -207,7 +207,9 @@ def test_evaluate_grounding_end_to_end(toy):
 def test_laterality_swap_moves_the_side_word_map(toy):
     from joimternet_lite.evaluate.grounding import laterality_swap
 
-    model, tokenizer, regions = toy  # "effusion" has a zero vector: a uniform raw map
+    model, tokenizer, regions = toy
+    with torch.no_grad():  # equal dot products with the four regions: a uniform raw map
+        model.embed.weight[tokenizer.get_vocab()["effusion"]] = torch.full((4,), 0.5)
     target = GroundingTarget(row=0, text="left effusion", cells=np.array([1.0, 0, 0, 0]), type="effusion",
                              word_sets={"phrase": [0, 1]}, side="left")
     (row,) = laterality_swap(model, tokenizer, regions, [target], grid=(2, 2), kinds=("raw",))
@@ -241,3 +243,11 @@ def test_word_maps_follow_the_models_gamma1():
         expected = word_region_maps(regions, text_side["words"], text_side["lengths"], "alpha", gamma1)
         for b, m in enumerate(maps):
             assert torch.allclose(m, expected[b, :len(m)], atol=1e-6) is same
+
+
+def test_pooled_map_skips_the_words_left_out_of_the_local_score():
+    from joimternet_lite.evaluate.grounding import pooled_map
+
+    maps = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 0.0], [0.1, 0.5, 0.2, 0.2]])
+    np.testing.assert_allclose(pooled_map(maps, [0, 1, 2]), [0.4, 0.3, 0.15, 0.15])  # mean of rows 0 and 2
+    np.testing.assert_array_equal(pooled_map(maps, [1]), np.zeros(4))

@@ -225,3 +225,24 @@ def test_checkpoint_of_an_older_config_layout_is_refused_by_name(tiny_run, tmp_p
     state_file.write_text(json.dumps(state))
     with pytest.raises(PretrainedError, match="gamma1.*written by another version of joimternet_lite"):
         JoImTeRNet.from_pretrained(copy / "checkpoints" / "step_000002")
+
+
+def test_the_words_left_out_of_the_local_score_travel_with_the_weights(tmp_path):
+    from joimternet_lite.config import load_config
+    from joimternet_lite.data.tokenizer import build_tokenizer, tokenize_reports
+    from joimternet_lite.models.joimternet import model_for
+
+    texts = ["No pneumothorax.", "Left basal effusion is seen."]
+    cfg = load_config("demo_cpu", ["data.image_size=64", "model.image.grid=4", "model.embed_dim=16",
+                                   "model.text.local_words=content"])
+    tokenizer = build_tokenizer(texts, min_frequency=1)
+    model = model_for(cfg, len(tokenizer), tokenizer).eval()
+    model.save_pretrained(tmp_path / "saved", config=cfg, tokenizer=tokenizer)
+    loaded = JoImTeRNet.from_pretrained(tmp_path / "saved")  # no tokenizer handed to the text tower
+    with torch.inference_mode():
+        want = model.encode_texts(**tokenize_reports(tokenizer, texts))
+        got = loaded.encode_texts(**tokenize_reports(loaded.tokenizer, texts))
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(a, b)
+    assert torch.all(got.words[0, 0] == 0) and torch.all(got.words[1, 3] == 0)  # "no", "is"
+    assert torch.any(got.words[1, 2] != 0)                                        # "effusion"

@@ -200,3 +200,32 @@ def test_bad_inputs_are_refused():
         local_similarity(regions[..., :3], words, lengths)
     with pytest.raises(ValueError, match="chunk_size"):
         local_similarity(regions, words, lengths, chunk_size=0)
+
+
+def test_a_zero_word_vector_is_left_out_like_a_removed_word():
+    # the text tower zeroes the words model.text.local_words leaves out; the score must then equal
+    # the formula on the report with those words deleted (reference on the shortened tensor)
+    regions, words, lengths = make_inputs(num_images=3, lengths=[5, 4], max_len=5)
+    holed = words.clone()
+    holed[0, 1] = 0
+    holed[1, 0] = holed[1, 3] = 0
+    shortened = torch.zeros_like(words)
+    shortened[0, :4] = words[0, [0, 2, 3, 4]]
+    shortened[1, :2] = words[1, [1, 2]]
+    expected = local_similarity_reference(regions, shortened, torch.tensor([4, 2]))
+    torch.testing.assert_close(local_similarity(regions, holed, lengths, chunk_size=2), expected,
+                               rtol=1e-12, atol=1e-12)
+    alpha = word_region_maps(regions[:2], holed, lengths)
+    assert torch.all(alpha[0, 1] == 0) and torch.all(alpha[1, [0, 3]] == 0)
+    torch.testing.assert_close(alpha[0, [0, 2, 3, 4]], word_region_maps(regions[:1], shortened[:1], torch.tensor([4]))[0, :4])
+
+
+def test_a_report_with_every_word_left_out_scores_the_empty_constant():
+    regions, words, lengths = make_inputs(num_images=2, lengths=[3, 2], max_len=3)
+    words[1] = 0
+    words.requires_grad_()
+    scores = local_similarity(regions, words, lengths)
+    assert torch.all(scores[:, 1] == EMPTY_REPORT_SCORE)
+    scores.sum().backward()
+    assert torch.isfinite(words.grad).all()
+    assert torch.all(word_region_maps(regions, words.detach(), lengths)[1] == 0)

@@ -136,3 +136,24 @@ def test_pretrained_encoder_needs_word_ids(pretrained_folder):
     batch = tokenize_reports(tok, ["No pneumothorax."])
     with pytest.raises(ValueError, match="word_ids"):
         model(batch["input_ids"], batch["attention_mask"])
+
+
+def test_local_words_content_zeroes_stop_words_and_keeps_the_report_vector(word_batch):
+    tok, ids, mask = word_batch
+    every = encoder(len(tok), pool="mean")
+    content = encoder(len(tok), pool="mean", local_words="content")
+    content.load_state_dict(every.state_dict(), strict=False)  # same weights; the buffer stays unset
+    with pytest.raises(ValueError, match="set_vocabulary"):
+        content(ids, mask)
+    content.set_vocabulary(tok)
+    words_all, lengths_all, report_all = every(ids, mask)
+    words, lengths, report = content(ids, mask)
+    torch.testing.assert_close(report, report_all)          # the report vector still reads every word
+    assert torch.equal(lengths, lengths_all)
+    for b, text in enumerate(TEXTS):
+        tokens = [w for w, _ in split_words(text)] + ["[SEP]"]
+        for k, word in enumerate(tokens):
+            left_out = word in {"no", "is", "[SEP]"}
+            assert bool(torch.all(words[b, k] == 0)) == left_out, word
+            if not left_out:
+                torch.testing.assert_close(words[b, k], words_all[b, k])

@@ -90,3 +90,23 @@ def test_load_pretrained_tokenizer_names_the_folder_when_it_has_no_fast_tokenize
 
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_pretrained_tokenizer(tmp_path)
+
+
+def test_local_excluded_ids_leave_out_stop_words_specials_and_optionally_sides():
+    import torch
+
+    from joimternet_lite.data.tokenizer import local_excluded_ids
+
+    tok = build_tokenizer(REPORTS, min_frequency=1)
+    vocab = tok.get_vocab()
+
+    def left_out(mode):
+        ids = local_excluded_ids(tok, mode)
+        assert ids.shape == (len(tok),) and ids.dtype == torch.bool
+        return {word for word, i in vocab.items() if ids[i]}
+
+    assert left_out("all") == set()
+    assert left_out("content") == {"[PAD]", "[CLS]", "[SEP]", "[MASK]", "no", "or", "is"}
+    assert left_out("content_no_side") == left_out("content") | {"left", "right"}
+    with pytest.raises(ValueError, match="content_no_side"):
+        local_excluded_ids(tok, "nouns")

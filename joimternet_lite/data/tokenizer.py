@@ -64,6 +64,32 @@ def _bare_tokenizer(vocab: dict[str, int] | None = None) -> Tokenizer:
 _SPLITTER = _bare_tokenizer({"[UNK]": 0})
 
 
+# Words that name a side, not a place: model.text.local_words=content_no_side leaves them out too.
+SIDE_WORDS = frozenset({"left", "right", "bilateral", "bilaterally", "sided"})
+
+
+def local_excluded_ids(tokenizer: PreTrainedTokenizerBase, local_words: str) -> torch.Tensor:
+    """(vocab,) bool: the word ids that ``model.text.local_words`` leaves out of the local score.
+
+    ``all``: none (the authors'). ``content``: scikit-learn's English stop words (articles, copulas,
+    prepositions, negations such as "no") and the special tokens other than [UNK], so only content
+    words compete for the regions. ``content_no_side``: also :data:`SIDE_WORDS`. Taught in notebook 11.
+    """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    vocab = tokenizer.get_vocab()
+    excluded = torch.zeros(len(tokenizer), dtype=torch.bool)
+    if local_words == "all":
+        return excluded
+    if local_words not in ("content", "content_no_side"):
+        raise ValueError(f"local_words={local_words!r}: use all, content or content_no_side")
+    left_out = set(ENGLISH_STOP_WORDS) | (set(SIDE_WORDS) if local_words == "content_no_side" else set())
+    left_out |= set(SPECIAL_TOKENS) - {"[UNK]"}
+    for word, index in vocab.items():
+        excluded[index] = word in left_out
+    return excluded
+
+
 def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     """The words the tokenizer sees in ``text``, with character offsets into the original text.
 

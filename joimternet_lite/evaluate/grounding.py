@@ -102,8 +102,14 @@ def mirror_cells(cells, grid: tuple[int, int]) -> np.ndarray:
 
 
 def pooled_map(word_maps: torch.Tensor, word_indices) -> np.ndarray:
-    """(R,) mean of the chosen words' maps (word_maps: (W, R), each row a distribution over regions)."""
-    return word_maps[list(word_indices)].double().mean(dim=0).numpy()
+    """(R,) mean of the chosen words' maps (word_maps: (W, R), each row a distribution over regions).
+
+    All-zero rows (words left out of the local score, ``model.text.local_words``) do not count;
+    a map of such words only is all zero.
+    """
+    rows = word_maps[list(word_indices)].double()
+    rows = rows[rows.sum(dim=1) > 0]
+    return rows.mean(dim=0).numpy() if len(rows) else np.zeros(word_maps.shape[1])
 
 
 def pointing_hit(region_map, inside) -> float:

@@ -68,6 +68,13 @@ def build_model(cfg: ModelConfig, vocab_size: int, image_size: int | None = None
                       TextEncoder(cfg.text, vocab_size, cfg.embed_dim), similarity)
 
 
-def model_for(cfg, vocab_size: int) -> JoImTeRNet:
-    """The model a whole ``Config`` describes: towers sized for ``cfg.data.image_size``."""
-    return build_model(cfg.model, vocab_size, image_size=cfg.data.image_size)
+def model_for(cfg, vocab_size: int, tokenizer=None) -> JoImTeRNet:
+    """The model a whole ``Config`` describes: towers sized for ``cfg.data.image_size``.
+
+    ``tokenizer`` (the run's) tells the text tower which words ``model.text.local_words`` leaves out
+    of the local score; saved weights carry that, so loading them needs no tokenizer.
+    """
+    model = build_model(cfg.model, vocab_size, image_size=cfg.data.image_size)
+    if tokenizer is not None:
+        model.text_encoder.set_vocabulary(tokenizer)
+    return model

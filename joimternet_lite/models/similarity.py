@@ -12,7 +12,8 @@ v_j (j = 1..R) and a report with word vectors e_i (i = 1..n):
 4. c_i = sum_j alpha_ij v_j;
 5. S_w = log sum_i exp(gamma2 * cos(c_i, e_i)).
 
-Padding words never count. The fast path :func:`local_similarity` is exact and never builds the
+Padding words never count, nor does a word whose vector is exactly zero: the text tower zeroes
+the words that ``model.text.local_words`` leaves out of the local score (notebook 11). The fast path :func:`local_similarity` is exact and never builds the
 (images, reports, words, dim) tensor of the context vectors c_i: with G = V V^T, the region Gram
 matrix of an image, ``c_i . e_i = alpha_i . s_i`` and ``||c_i||^2 = alpha_i^T G alpha_i``, which
 need only (words, regions)-sized intermediates. Pairs are scored in blocks of at most
@@ -21,7 +22,7 @@ images and reports; under autograd each block is recomputed in the backward pass
 (``recompute``), which bounds training memory too. Reports are sorted by length before they are
 blocked, and each block is cut to its longest report, so padding costs little.
 
-An empty report (length 0, a padding row) scores 0 against every image, with zero gradient: a
+An empty report (length 0, a padding row, or no word left in the local score) scores 0 against every image, with zero gradient: a
 finite constant (log of an empty sum would be -inf, which turns a cross-entropy into NaN).
 
 An optional null region (``null_region``, a learnable (D,) vector owned by the model) is appended
@@ -133,8 +134,8 @@ def _block_scores(regions, words, lengths, gamma1, gamma2):
     """
     dtype = torch.promote_types(regions.dtype, torch.float32)
     (num_images, num_regions, dim), (num_reports, max_len, _) = regions.shape, words.shape
-    valid = _valid_mask(lengths, max_len)
-    empty = lengths == 0
+    valid = _valid_mask(lengths, max_len) & _nonzero_words(words)
+    empty = ~valid.any(dim=-1)
     first = torch.arange(max_len, device=words.device) == 0
     safe_valid = valid | (empty[:, None] & first)             # an empty report scores one dummy word
     scores = (regions.reshape(-1, dim) @ words.reshape(-1, dim).T).to(dtype)
@@ -168,7 +169,8 @@ def word_region_maps(
 
     ``alpha``: the DAMSM attention used by S_w (with a null region, its column is dropped, so a
     row sums to 1 minus the mass the word put on the null region). ``raw``: the raw dot products
-    softmaxed over the image's regions (no word softmax, no null region). Padding rows are 0.
+    softmaxed over the image's regions (no word softmax, no null region). Rows of padding and of
+    zero word vectors (words left out of the local score) are 0.
     """
     _check_local_inputs(regions, words, lengths)
     if regions.shape[0] != words.shape[0]:
@@ -176,11 +178,11 @@ def word_region_maps(
                          f"and {words.shape[0]} reports")
     num_regions = regions.shape[1]
     dtype = torch.promote_types(regions.dtype, torch.float32)
-    valid = _valid_mask(lengths, words.shape[1])
+    valid = _valid_mask(lengths, words.shape[1]) & _nonzero_words(words)
     if kind == "alpha":
         extended = _with_null_region(regions, null_region)
         scores = torch.einsum("brd,bld->blr", extended, words).to(dtype)
-        safe_valid = valid | (lengths == 0)[:, None]
+        safe_valid = valid | ~valid.any(dim=-1, keepdim=True)
         maps = word_region_attention(scores, safe_valid[..., None], gamma1)[..., :num_regions]
     elif kind == "raw":
         maps = torch.einsum("brd,bld->blr", regions, words).to(dtype).softmax(dim=-1)
@@ -203,10 +205,11 @@ def local_similarity_reference(
     scores = []
     for image in regions:                                   # (R, D)
         for report, n in zip(words, lengths.tolist(), strict=True):
-            if n == 0:
+            e = report[:n]
+            e = e[e.ne(0).any(dim=1)]                       # (n, D) without zero vectors (left out)
+            if e.shape[0] == 0:
                 scores.append(image.new_tensor(EMPTY_REPORT_SCORE, dtype=torch.promote_types(image.dtype, torch.float32)))
                 continue
-            e = report[:n]                                  # (n, D)
             s = e @ image.T                                 # (n, R)
             over_words = torch.softmax(s, dim=0)
             alpha = torch.softmax(gamma1 * over_words, dim=1)
@@ -254,6 +257,11 @@ def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -
 
 def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+def _nonzero_words(words: torch.Tensor) -> torch.Tensor:
+    """(T, L) bool: the word vectors that are not exactly zero (zero = left out of the local score)."""
+    return words.detach().ne(0).any(dim=-1)
 
 
 def _empty_scores(regions, words, num_images, num_reports):

@@ -8,6 +8,11 @@ Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids
   vectors are Linear_w(h_i) for the tokens after [CLS] ([SEP] kept), zero at padding, and
   lengths = attention_mask.sum(1) - 1. The report vector is Linear_s(h_[CLS]), or Linear_s of the
   masked mean of the word states when ``pool="mean"``.
+- ``local_words`` other than ``all`` (word level only): the words it leaves out of the local score
+  (:func:`~joimternet_lite.data.tokenizer.local_excluded_ids`, e.g. "the", "is", "no") get a zero
+  word vector, which the local score treats as absent, like padding; they still shape the report
+  vector. The excluded ids are a buffer filled from the tokenizer by :meth:`TextEncoder.set_vocabulary`
+  and saved with the weights. Taught in notebook 11.
 - pretrained sub-word encoder from a local folder (``pretrained_path``, e.g. a BERT or RoBERTa
   written by ``save_pretrained``): its batches come from
   :func:`joimternet_lite.data.tokenizer.tokenize_reports` with ``word_ids`` (B, L), the word index
@@ -27,7 +32,7 @@ from torch import nn
 from transformers import AutoModel, BertConfig, BertModel
 
 from ..config import TEXT_POOLS, TextModelConfig
-from ..data.tokenizer import MASK_ID, SPECIAL_TOKENS
+from ..data.tokenizer import MASK_ID, SPECIAL_TOKENS, local_excluded_ids
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
 
@@ -72,6 +77,20 @@ class TextEncoder(nn.Module):
         self.word_proj = nn.Linear(hidden, embed_dim)
         self.report_proj = nn.Linear(hidden, embed_dim)
         self.mlm_head = None if self.pretrained else MLMHead(hidden, vocab_size)
+        self.local_words = cfg.local_words
+        if cfg.local_words != "all":
+            # all True until set_vocabulary: a model used before it is told its words fails loudly
+            self.register_buffer("local_excluded", torch.ones(vocab_size, dtype=torch.bool))
+        else:
+            self.local_excluded = None
+
+    def set_vocabulary(self, tokenizer) -> None:
+        """Fill the ids that ``local_words`` leaves out of the local score from the run's tokenizer."""
+        if self.local_excluded is not None:
+            ids = local_excluded_ids(tokenizer, self.local_words)
+            if ids.shape != self.local_excluded.shape:
+                raise ValueError(f"the tokenizer has {ids.shape[0]} words, the text tower {self.local_excluded.shape[0]}")
+            self.local_excluded.copy_(ids)
 
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Encoder hidden states (B, L, H)."""
@@ -91,12 +110,22 @@ class TextEncoder(nn.Module):
         else:
             word_states, lengths = pool_subwords(states, word_ids)
         valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
-        words = self.word_proj(word_states) * valid[..., None]
+        words = self.word_proj(word_states) * self._local_mask(input_ids, valid)[..., None]
         if self.pool == "cls":
             report = states[:, 0]
         else:
             report = (word_states * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None]
         return TextOutput(words, lengths, self.report_proj(report))
+
+    def _local_mask(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, L - 1) bool: the words that enter the local score (all valid words unless ``local_words``)."""
+        if self.local_excluded is None:
+            return valid
+        if bool(self.local_excluded.all()):
+            raise ValueError(f"model.text.local_words={self.local_words!r}: the text tower does not know its "
+                             "vocabulary yet; call model.text_encoder.set_vocabulary(tokenizer) after building it "
+                             "(loading saved weights restores it)")
+        return valid & ~self.local_excluded[input_ids[:, 1:]]
 
     def mlm_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) -> MLM logits (B, L, vocab); word-level encoder only."""

@@ -1,0 +1,88 @@
+"""The demo model's targets, lever by lever: each lever is ``make demo`` with a few overrides.
+
+    python bench/demo_levers.py                      # every lever not yet in the log
+    python bench/demo_levers.py --only lr_2e-3 baseline
+
+Each lever runs ``python -m joimternet_lite demo --config demo_cpu`` with its overrides into
+``runs/levers/<lever>`` on the same SynthCXR data, then reads the run's ``results.json`` for the
+five numbers the demo is held to (the 200-study test split): raw and alpha phrase pointing with
+chance, image->report global R@10, and the linear probe's mean AUROC, trained and untrained, plus
+the wall time of the whole command. One JSON line per run goes to ``bench/demo_levers.jsonl``;
+bench/RESULTS.md quotes it, docs/DECISIONS.md says which levers were kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LEVERS: dict[str, list[str]] = {
+    "baseline": [],
+    "lr_2e-3": ["train.lr_image=2e-3", "train.lr_text=2e-3"],
+    "lr_image_3e-3": ["train.lr_image=3e-3"],
+    "steps_600": ["train.steps=600"],
+    "batch_64": ["train.batch_size=64"],
+    "warmup_50": ["train.warmup_steps=50"],
+    "gamma3_20": ["loss.gamma3=20"],
+    "null_region": ["model.null_region=true"],
+    "gamma1_10": ["model.score.gamma1=10"],
+    "gamma1_30": ["model.score.gamma1=30"],
+    "gamma1_100": ["model.score.gamma1=100"],
+    "content_words": ["model.text.local_words=content"],
+    "content_words_no_side": ["model.text.local_words=content_no_side"],
+}
+TARGETS = "raw phrase pointing >= 0.45, alpha phrase pointing >= 2x chance, i->r R@10 >= 40, AUROC >= 0.85 / <= 0.75"
+
+
+def measures(results: dict) -> dict[str, float]:
+    """The demo's five target numbers from a run's results.json."""
+    out = {}
+    for tag in ("trained", "untrained"):
+        part = results[tag]
+        out[f"auroc_{tag}"] = part["classification"][0]["mean"]
+    trained = results["trained"]
+    for row in trained["grounding"]:
+        if row["words"] == "phrase" and row["type"] == "all":
+            out[f"{row['kind']}_pointing"] = row["hit"]
+            out["chance"] = row["chance"]
+    for row in trained["retrieval"]:
+        if (row["direction"], row["scoring"], row["relevance"]) == ("image->report", "global", "instance"):
+            out["i2r_R@10"] = row["R@10"]
+        if (row["direction"], row["scoring"], row["relevance"]) == ("report->image", "global", "instance"):
+            out["r2i_R@10"] = row["R@10"]
+    return out
+
+
+def run_lever(name: str, overrides: list[str], root: Path) -> dict:
+    out_dir = root / name
+    cmd = [sys.executable, "-m", "joimternet_lite", "demo", "--config", "demo_cpu",
+           f"train.out_dir={out_dir}", *overrides]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    results = json.loads((out_dir / "results.json").read_text())
+    return {"lever": name, "overrides": overrides, "seconds": round(seconds, 1), **measures(results)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", help="levers to run (default: those not yet logged)")
+    ap.add_argument("--log", default="bench/demo_levers.jsonl")
+    ap.add_argument("--root", default="runs/levers")
+    args = ap.parse_args()
+    log = Path(args.log)
+    done = {json.loads(line)["lever"] for line in log.read_text().splitlines()} if log.exists() else set()
+    names = args.only or [name for name in LEVERS if name not in done]
+    for name in names:
+        row = run_lever(name, LEVERS[name], Path(args.root))
+        print(json.dumps(row), flush=True)
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
