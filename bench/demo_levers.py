@@ -9,6 +9,10 @@ five numbers the demo is held to (the 200-study test split): raw and alpha phras
 chance, image->report global R@10, and the linear probe's mean AUROC, trained and untrained, plus
 the wall time of the whole command. One JSON line per run goes to ``bench/demo_levers.jsonl``;
 bench/RESULTS.md quotes it, docs/DECISIONS.md says which levers were kept.
+
+``--owners`` reads the finished lever runs again and writes ``bench/demo_levers_owners.jsonl``:
+per lever, which words own the test images' regions in the alpha attention's softmax over words
+(``evaluate.grounding.region_owners``; notebook 11 explains why that decides the alpha maps).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ LEVERS: dict[str, list[str]] = {
     "gamma1_100": ["model.score.gamma1=100"],
     "content_words": ["model.text.local_words=content"],
     "content_words_no_side": ["model.text.local_words=content_no_side"],
+    "steps_450": ["train.steps=450"],
+    "steps_600_content_words": ["train.steps=600", "model.text.local_words=content"],
+    "steps_600_gamma1_30": ["train.steps=600", "model.score.gamma1=30"],
 }
 TARGETS = "raw phrase pointing >= 0.45, alpha phrase pointing >= 2x chance, i->r R@10 >= 40, AUROC >= 0.85 / <= 0.75"
 
@@ -68,12 +75,40 @@ def run_lever(name: str, overrides: list[str], root: Path) -> dict:
     return {"lever": name, "overrides": overrides, "seconds": round(seconds, 1), **measures(results)}
 
 
+def owners_of_run(run_dir: Path, top: int = 5) -> dict:
+    """The owner's mean share and the ``top`` region owners (% of regions) of a finished run's test split."""
+    import torch
+
+    from joimternet_lite import JoImTeRNet
+    from joimternet_lite.config import load_config
+    from joimternet_lite.data.dataset import load_training_data
+    from joimternet_lite.evaluate.grounding import region_owners
+    from joimternet_lite.pipeline import embed_split
+
+    cfg = load_config(str(run_dir / "config.yaml"))
+    model = JoImTeRNet.from_pretrained(run_dir)
+    manifest, tokenizer = load_training_data(cfg, tokenizer_dir=run_dir / "tokenizer")
+    with torch.inference_mode():
+        test = embed_split(cfg, model, tokenizer, manifest, "test", torch.device("cpu"), keep_local=True)
+    shares, owned = region_owners(test["regions"], test["words"], test["lengths"], test["texts"])
+    total = sum(owned.values())
+    return {"owner_share": round(float(shares.mean()), 3),
+            "owners": [[word, round(100 * count / total, 1)] for word, count in owned.most_common(top)]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", help="levers to run (default: those not yet logged)")
     ap.add_argument("--log", default="bench/demo_levers.jsonl")
     ap.add_argument("--root", default="runs/levers")
+    ap.add_argument("--owners", action="store_true", help="region owners of the logged runs instead")
     args = ap.parse_args()
+    if args.owners:
+        rows = [json.loads(line) for line in Path(args.log).read_text().splitlines()]
+        lines = [json.dumps({"lever": r["lever"], **owners_of_run(Path(args.root) / r["lever"])}) for r in rows]
+        Path(args.log).with_name("demo_levers_owners.jsonl").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     log = Path(args.log)
     done = {json.loads(line)["lever"] for line in log.read_text().splitlines()} if log.exists() else set()
     names = args.only or [name for name in LEVERS if name not in done]

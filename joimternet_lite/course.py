@@ -19,6 +19,7 @@ import nbformat
 import numpy as np
 import torch
 
+from .config import load_config
 from .progress import quiet_library_progress_bars
 
 quiet_library_progress_bars()
@@ -96,8 +97,9 @@ def course_model_settings(device_type: str, smoke: bool) -> dict:
 
     On a CUDA GPU a full run trains the paper-sized ``synth_gpu`` towers on 4,000 SynthCXR studies at
     256 px, in bf16 where the GPU supports it (precision ``auto``): the GPU buys a better model, not
-    only speed. Any other device trains the small ``demo_cpu`` towers at 128 px in fp32 (minutes on 2
-    CPU cores). Smoke mode (CI) is tiny everywhere. Returns preset, num_studies, synth_size,
+    only speed. Any other device trains what ``make demo`` trains: the ``demo_cpu`` recipe (its towers,
+    its ``train.steps``) on 2,000 studies drawn at 128 px, in fp32 (minutes on 2 CPU cores). Smoke
+    mode (CI) is tiny everywhere. Returns preset, num_studies, synth_size,
     image_size, steps, batch and precision.
     """
     if smoke:
@@ -106,5 +108,5 @@ def course_model_settings(device_type: str, smoke: bool) -> dict:
     if device_type == "cuda":
         return {"preset": "synth_gpu", "num_studies": 4000, "synth_size": 256, "image_size": 256, "steps": 1000,
                 "batch": 128, "precision": "auto"}
-    return {"preset": "demo_cpu", "num_studies": 2000, "synth_size": 256, "image_size": 128, "steps": 250,
-            "batch": 32, "precision": "fp32"}
+    return {"preset": "demo_cpu", "num_studies": 2000, "synth_size": 128, "image_size": 128,
+            "steps": load_config("demo_cpu").train.steps, "batch": 32, "precision": "fp32"}

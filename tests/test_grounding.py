@@ -251,3 +251,16 @@ def test_pooled_map_skips_the_words_left_out_of_the_local_score():
     maps = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 0.0], [0.1, 0.5, 0.2, 0.2]])
     np.testing.assert_allclose(pooled_map(maps, [0, 1, 2]), [0.4, 0.3, 0.15, 0.15])  # mean of rows 0 and 2
     np.testing.assert_array_equal(pooled_map(maps, [1]), np.zeros(4))
+
+
+def test_region_owners_are_the_winners_of_the_softmax_over_words():
+    from collections import Counter
+
+    from joimternet_lite.evaluate.grounding import region_owners
+
+    regions = 3 * torch.eye(2)[None]                                          # one image, two regions
+    words = torch.tensor([[[2.0, 0], [0, 1.0], [0, 2.0], [0, 0]]])            # left, effusion, is, [SEP] left out
+    shares, owned = region_owners(regions, words, torch.tensor([4]), ["left effusion is"])
+    e = math.e
+    np.testing.assert_allclose(shares.numpy(), [e**6 / (e**6 + 2), e**6 / (1 + e**3 + e**6)], rtol=1e-6)
+    assert owned == Counter({"left": 1, "is": 1})

@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,6 +333,28 @@ def evaluate_grounding(model, tokenizer, regions: torch.Tensor, targets: list[Gr
 
 
 _SIDE_WORDS = re.compile(r"\b(left|right)\b", flags=re.IGNORECASE)
+
+
+def region_owners(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
+                  texts: list[str]) -> tuple[torch.Tensor, Counter]:
+    """Who claims each region in the alpha attention's softmax over words. Taught in notebook 11.
+
+    regions (B, R, D), words (B, L, D), lengths (B,) of paired images and reports, ``texts`` the
+    reports. A region's *owner* is the word with the largest dot product, the winner of the softmax
+    over words. Returns the owner's share of that softmax for every region of every pair (a flat
+    (B * R,) tensor; 1 = the region belongs to one word alone) and a Counter of regions owned per
+    word. Zero word vectors (words left out of the local score) own nothing.
+    """
+    shares, owned = [], Counter()
+    for b, text in enumerate(texts):
+        n = int(lengths[b])
+        names = ([w for w, _ in split_words(text)] + ["[SEP]"])[:n]
+        keep = words[b, :n].ne(0).any(dim=1)
+        over_words = (words[b, :n][keep].float() @ regions[b].float().T).softmax(dim=0)   # (n', R)
+        shares.append(over_words.max(dim=0).values)
+        kept = [w for w, k in zip(names, keep.tolist(), strict=True) if k]
+        owned.update(kept[k] for k in over_words.argmax(dim=0).tolist())
+    return torch.cat(shares), owned
 
 
 def swap_laterality(text: str) -> str:
