@@ -10,7 +10,8 @@ The public API (typed signatures and a runnable example in docs/API.md):
   (``joimternet_lite.search``); :class:`SearchError`;
 - :func:`global_similarity`, :func:`local_similarity`, :func:`word_region_maps`
   (``joimternet_lite.models.similarity``);
-- ``joimternet_lite.evaluate.retrieval_metrics``;
+- ``joimternet_lite.evaluate.retrieval_metrics``; :func:`region_owners`, who wins each region in the
+  alpha attention (``joimternet_lite.evaluate.grounding``);
 - the command line, ``python -m joimternet_lite --help``.
 
 Names are imported on first use, so ``python -m joimternet_lite`` starts without torch's and
@@ -37,6 +38,7 @@ _EXPORTS = {
     "global_similarity": "models.similarity",
     "local_similarity": "models.similarity",
     "word_region_maps": "models.similarity",
+    "region_owners": "evaluate.grounding",
 }
 
 __all__ = ["__version__", *_EXPORTS]

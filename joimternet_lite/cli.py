@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "ablate":
             p.add_argument("--seeds", type=_positive_int, default=1,
                            help="train each variant with seeds train.seed .. train.seed + N - 1 (same data); the "
-                                "step budget is ablation.steps (the demo's: ablation.steps=300)")
+                                "step budget is ablation.steps, else train.steps (demo_cpu: the demo's own)")
         p.set_defaults(func=globals()[f"_{name}"])
 
     sub.add_parser("prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR")

@@ -10,6 +10,7 @@ from .grounding import (
     evaluate_grounding,
     laterality_swap,
     load_phrase_boxes,
+    region_owners,
     summarize_grounding,
     synthcxr_targets,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "evaluate_retrieval",
     "laterality_swap",
     "load_phrase_boxes",
+    "region_owners",
     "retrieval_metrics",
     "summarize_grounding",
     "synthcxr_targets",
