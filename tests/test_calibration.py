@@ -2,8 +2,8 @@
 a random network by a margin a learner can see.
 
 A linear probe on the global features of the randomly initialised ``demo_cpu`` image tower must
-stay at or below 0.75 mean AUROC. (The trained side, at least 0.85, takes a 5-minute training run:
-``make demo`` records it in its report and docs/DECISIONS.md.)
+stay at or below 0.75 mean AUROC. (The trained side, at least 0.85, takes the demo's training run:
+``make demo`` records it in its report, bench/RESULTS.md the lever runs behind it.)
 """
 
 import numpy as np

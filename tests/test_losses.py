@@ -230,15 +230,16 @@ def sixteen_synthcxr_pairs(size=64):
     return images, enc["input_ids"], enc["attention_mask"], len(tokenizer)
 
 
-def test_overfits_sixteen_synthcxr_pairs_to_perfect_retrieval():
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overfits_sixteen_synthcxr_pairs_to_perfect_retrieval(seed):
     images, ids, mask, vocab = sixteen_synthcxr_pairs()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     # Mean pooling, as demo_cpu: a from-scratch [CLS] needs more than 100 steps, and with it R@1 at
     # step 100 was 0.75-1.0 depending on the seed (margins -0.14..+0.01); mean pooling gives +0.6.
     model = build_model(tiny_model_config(pool="mean"), vocab_size=vocab, image_size=64)
     loss_fn = JoImTeRNetLoss(LossConfig(), model.similarity.score)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     for _ in range(100):
         total, _ = loss_fn(model(images, ids, mask), generator=g)
         optimizer.zero_grad()
