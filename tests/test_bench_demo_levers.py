@@ -1,0 +1,46 @@
+"""The demo-lever benchmark reads the five target numbers from the rows a demo run writes (bench/demo_levers.py)."""
+
+import importlib.util
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "demo_levers.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_demo_levers", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _retrieval(direction, scoring, relevance, r10):
+    return {"direction": direction, "scoring": scoring, "relevance": relevance, "R@10": r10}
+
+
+def _grounding(kind, words, kind_type, hit, chance=0.08):
+    return {"kind": kind, "words": words, "type": kind_type, "hit": hit, "chance": chance}
+
+
+def test_measures_pick_the_global_instance_retrieval_and_the_phrase_pointing_over_all_findings():
+    trained = {
+        "classification": [{"mean": 0.87}],
+        "retrieval": [_retrieval("image->report", "global", "dedup", 99.0),
+                      _retrieval("image->report", "local", "instance", 98.0),
+                      _retrieval("image->report", "global", "instance", 40.0),
+                      _retrieval("report->image", "global", "instance", 43.5)],
+        "grounding": [_grounding("alpha", "head", "all", 0.9), _grounding("alpha", "phrase", "effusion", 0.9),
+                      _grounding("alpha", "phrase", "all", 0.12), _grounding("raw", "phrase", "all", 0.46)],
+    }
+    results = {"trained": trained, "untrained": {"classification": [{"mean": 0.69}]}}
+    assert _load_bench().measures(results) == {
+        "auroc_trained": 0.87, "auroc_untrained": 0.69, "alpha_pointing": 0.12, "raw_pointing": 0.46,
+        "chance": 0.08, "i2r_R@10": 40.0, "r2i_R@10": 43.5}
+
+
+def test_every_logged_lever_is_still_defined_with_the_overrides_it_ran():
+    import json
+
+    bench = _load_bench()
+    for line in (BENCH.parent / "demo_levers.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert bench.LEVERS[row["lever"]] == row["overrides"], row["lever"]
