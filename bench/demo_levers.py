@@ -38,6 +38,7 @@ LEVERS: dict[str, list[str]] = {
     "content_words_no_side": ["model.text.local_words=content_no_side"],
     "steps_450": ["train.steps=450"],
     "steps_600_content_words": ["train.steps=600", "model.text.local_words=content"],
+    "steps_600_half_image_widths": ["train.steps=600", "model.image.widths=[4,8,16,24,32,48,64]"],
 }
 
 def measures(results: dict) -> dict[str, float]:
