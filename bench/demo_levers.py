@@ -39,6 +39,8 @@ LEVERS: dict[str, list[str]] = {
     "steps_450": ["train.steps=450"],
     "steps_600_content_words": ["train.steps=600", "model.text.local_words=content"],
     "steps_600_half_image_widths": ["train.steps=600", "model.image.widths=[4,8,16,24,32,48,64]"],
+    "steps_600_lr_text_5e-4": ["train.steps=600", "train.lr_text=5e-4"],
+    "steps_600_warmup_60": ["train.steps=600", "train.warmup_steps=60"],
 }
 
 def measures(results: dict) -> dict[str, float]:
