@@ -43,6 +43,7 @@ LEVERS: dict[str, list[str]] = {
     "steps_600_warmup_60": ["train.steps=600", "train.warmup_steps=60"],
 }
 
+
 def measures(results: dict) -> dict[str, float]:
     """The demo's five target numbers from a run's results.json."""
     out = {}

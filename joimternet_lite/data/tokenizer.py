@@ -30,6 +30,8 @@ from tokenizers.trainers import WordLevelTrainer
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
+from ..config import LOCAL_WORDS
+
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 PAD_ID, CLS_ID, SEP_ID, UNK_ID, MASK_ID = range(5)
 MAX_LENGTH = 160
@@ -81,8 +83,8 @@ def local_excluded_ids(tokenizer: PreTrainedTokenizerBase, local_words: str) -> 
     excluded = torch.zeros(len(tokenizer), dtype=torch.bool)
     if local_words == "all":
         return excluded
-    if local_words not in ("content", "content_no_side"):
-        raise ValueError(f"local_words={local_words!r}: use all, content or content_no_side")
+    if local_words not in LOCAL_WORDS:
+        raise ValueError(f"local_words={local_words!r}: use one of {LOCAL_WORDS}")
     left_out = set(ENGLISH_STOP_WORDS) | (set(SIDE_WORDS) if local_words == "content_no_side" else set())
     left_out |= set(SPECIAL_TOKENS) - {"[UNK]"}
     for word, index in vocab.items():
