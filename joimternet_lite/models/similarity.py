@@ -13,17 +13,20 @@ v_j (j = 1..R) and a report with word vectors e_i (i = 1..n):
 5. S_w = log sum_i exp(gamma2 * cos(c_i, e_i)).
 
 Padding words never count, nor does a word whose vector is exactly zero: the text tower zeroes
-the words that ``model.text.local_words`` leaves out of the local score (notebook 11). The fast path :func:`local_similarity` is exact and never builds the
-(images, reports, words, dim) tensor of the context vectors c_i: with G = V V^T, the region Gram
-matrix of an image, ``c_i . e_i = alpha_i . s_i`` and ``||c_i||^2 = alpha_i^T G alpha_i``, which
-need only (words, regions)-sized intermediates. Pairs are scored in blocks of at most
+the words that ``model.text.local_words`` leaves out of the local score (notebook 11).
+
+The fast path :func:`local_similarity` is exact and never builds the (images, reports, words,
+dim) tensor of the context vectors c_i: with G = V V^T, the region Gram matrix of an image,
+``c_i . e_i = alpha_i . s_i`` and ``||c_i||^2 = alpha_i^T G alpha_i``, which need only
+(words, regions)-sized intermediates. Pairs are scored in blocks of at most
 ``chunk_size`` images x ``chunk_size`` reports, so working memory is bounded for any number of
 images and reports; under autograd each block is recomputed in the backward pass instead of kept
 (``recompute``), which bounds training memory too. Reports are sorted by length before they are
 blocked, and each block is cut to its longest report, so padding costs little.
 
-An empty report (length 0, a padding row, or no word left in the local score) scores 0 against every image, with zero gradient: a
-finite constant (log of an empty sum would be -inf, which turns a cross-entropy into NaN).
+An empty report (length 0, a padding row, or no word left in the local score) scores 0 against
+every image, with zero gradient: a finite constant (log of an empty sum would be -inf, which
+turns a cross-entropy into NaN).
 
 An optional null region (``null_region``, a learnable (D,) vector owned by the model) is appended
 to every image's regions, so a word can put its attention on it and opt out of the image
