@@ -41,6 +41,8 @@ LEVERS: dict[str, list[str]] = {
     "steps_600_half_image_widths": ["train.steps=600", "model.image.widths=[4,8,16,24,32,48,64]"],
     "steps_600_lr_text_5e-4": ["train.steps=600", "train.lr_text=5e-4"],
     "steps_600_warmup_60": ["train.steps=600", "train.warmup_steps=60"],
+    "steps_600_sentences": ["train.steps=600", "model.text.local_units=sentences"],
+    "sentences": ["model.text.local_units=sentences"],
 }
 
 
@@ -89,7 +91,8 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
     manifest, tokenizer = load_training_data(cfg, tokenizer_dir=run_dir / "tokenizer")
     with torch.inference_mode():
         test = embed_split(cfg, model, tokenizer, manifest, "test", torch.device("cpu"), keep_local=True)
-    shares, owned = region_owners(test["regions"], test["words"], test["lengths"], test["texts"])
+    shares, owned = region_owners(test["regions"], test["words"], test["lengths"], test["texts"],
+                                  sentences=cfg.model.text.local_units == "sentences")
     total = sum(owned.values())
     return {"owner_share": round(float(shares.mean()), 3),
             "owners": [[word, round(100 * count / total, 1)] for word, count in owned.most_common(top)]}

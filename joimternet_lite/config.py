@@ -67,6 +67,7 @@ class TextModelConfig:
     dropout: float = 0.1
     pool: str = "cls"                  # cls (the authors' trainer) | mean
     local_words: str = "all"           # all (the authors') | content | content_no_side: words in the local score
+    local_units: str = "words"         # words (the authors') | sentences: what meets the regions in the local score
     pretrained_path: str | None = None  # a local Hugging Face folder: sub-word encoder + word pooling
 
 
@@ -340,6 +341,7 @@ SYNTH_SIZES = Range(128, 1024)  # pixels SynthCXR can draw at: its anatomy needs
 DROP_STRIDES = ("early", "late")
 TEXT_POOLS = ("cls", "mean")
 LOCAL_WORDS = ("all", "content", "content_no_side")
+LOCAL_UNITS = ("words", "sentences")
 
 # Every numeric and enumerated field: a Range, or the tuple of accepted choices. Tuple-valued fields
 # (widths, milestones) are checked element by element; None (an optional field left unset) passes.
@@ -368,6 +370,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "model.text.dropout": Range(0, 1, open_high=True),
     "model.text.pool": TEXT_POOLS,
     "model.text.local_words": LOCAL_WORDS,
+    "model.text.local_units": LOCAL_UNITS,
     "model.score.gamma1": POSITIVE,
     "model.score.gamma2": POSITIVE,
     "model.score.chunk_size": AT_LEAST_1,

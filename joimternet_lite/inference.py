@@ -46,6 +46,7 @@ class ReportEmbeddings(NamedTuple):
     report_vectors: torch.Tensor  # (T, D) float32, CPU
     words: torch.Tensor           # (T, L, D) float32, CPU, zeros at padding
     lengths: torch.Tensor         # (T,) long: valid word vectors per report ([SEP] counted)
+    units: torch.Tensor | None = None  # (T, L) long: the row holding word k's vector (k, unless sentence units)
 
 
 @dataclass
@@ -130,7 +131,7 @@ class ImageTextInference:
         with self._context():
             out = embed_reports(self.model, self.tokenizer, list(texts), self.device,
                                 max_length=self.config.data.max_length, batch_size=self.batch_size)
-        return ReportEmbeddings(out["report_vectors"], out["words"], out["lengths"])
+        return ReportEmbeddings(out["report_vectors"], out["words"], out["lengths"], out["units"])
 
     # ------------------------------------------------------------------ scores and maps
 
@@ -162,6 +163,8 @@ class ImageTextInference:
         with torch.inference_mode():
             maps = self.model.similarity.maps(regions.to(self.device), report.words.to(self.device),
                                               report.lengths.to(self.device), kind)
+        if report.units is not None:  # sentence units: a word's map is its sentence's
+            maps = maps.gather(1, report.units.to(self.device)[..., None].expand_as(maps))
         kept = min(len(words), int(report.lengths[0]))  # the last valid word vector is [SEP]
         gh, gw = self.model.grid
         return WordMaps(words[:kept], maps[0, :kept].float().cpu().view(kept, gh, gw), kind, prepared)

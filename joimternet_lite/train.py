@@ -215,7 +215,7 @@ def itm_loss(engine: Engine, batch: dict) -> tuple[torch.Tensor, dict[str, torch
     (and, with ``train.gather_local``, the regions and words too)."""
     with autocast_context(engine.device, engine.precision):
         out = engine.forward(prepare_images(batch, engine), batch["input_ids"], batch["attention_mask"],
-                             batch.get("word_ids"))
+                             batch.get("word_ids"), batch.get("sentence_ids"))
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}  # the loss runs in fp32
     ids = batch["input_ids"]
     if not engine.dist.enabled:

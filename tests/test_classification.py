@@ -26,6 +26,7 @@ from joimternet_lite.evaluate.classification import (
     train_image_classifier,
     zero_shot_from_similarities,
 )
+from joimternet_lite.models.text_encoder import TextOutput
 
 NAN = float("nan")
 
@@ -224,10 +225,10 @@ class BagOfWordsModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, dim)
         self.similarity = SimpleNamespace(score=ScoreConfig())
 
-    def encode_texts(self, input_ids, attention_mask, word_ids=None):
+    def encode_texts(self, input_ids, attention_mask, word_ids=None, sentence_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
         lengths = attention_mask.sum(1) - 1
-        return SimpleNamespace(words=words, lengths=lengths, report_vectors=words.sum(1) / lengths[:, None])
+        return TextOutput(words, lengths, words.sum(1) / lengths[:, None])
 
 
 def test_zero_shot_scores_do_not_depend_on_the_batch():

@@ -188,6 +188,12 @@ def test_fraction_arguments_are_checked():
             check_fraction(bad)
 
 
+def test_local_units_is_checked():
+    assert load_config("demo_cpu", ["model.text.local_units=sentences"]).model.text.local_units == "sentences"
+    with pytest.raises(ConfigError, match="local_units='phrases'.*sentences"):
+        load_config("demo_cpu", ["model.text.local_units=phrases"])
+
+
 def test_local_words_is_checked_and_needs_the_word_level_tower():
     assert load_config("demo_cpu", ["model.text.local_words=content"]).model.text.local_words == "content"
     with pytest.raises(ConfigError, match="local_words='nouns'.*content_no_side"):

@@ -1,7 +1,6 @@
 """Grounding scores against hand-made maps, masks and boxes; the CSV loader; the swap counterfactual."""
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from joimternet_lite.evaluate.grounding import (
     swap_laterality,
     synthcxr_targets,
 )
+from joimternet_lite.models.text_encoder import TextOutput
 
 
 def test_mask_fractions_on_the_grid():
@@ -163,10 +163,10 @@ class BagOfWordsModel(nn.Module):
         self.similarity = Similarity(dim, ScoreConfig())
         nn.init.zeros_(self.embed.weight)
 
-    def encode_texts(self, input_ids, attention_mask, word_ids=None):
+    def encode_texts(self, input_ids, attention_mask, word_ids=None, sentence_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
         lengths = attention_mask.sum(1) - 1
-        return SimpleNamespace(words=words, lengths=lengths, report_vectors=words.sum(1))
+        return TextOutput(words, lengths, words.sum(1))
 
 
 @pytest.fixture
@@ -243,6 +243,37 @@ def test_word_maps_follow_the_models_gamma1():
         expected = word_region_maps(regions, text_side["words"], text_side["lengths"], "alpha", gamma1)
         for b, m in enumerate(maps):
             assert torch.allclose(m, expected[b, :len(m)], atol=1e-6) is same
+
+
+def test_with_sentence_units_a_words_map_is_its_sentences_map():
+    """model.text.local_units=sentences: every word of a sentence gets the map of the sentence's mean
+    vector (computed here from the word-level tower with the same weights), the separator none."""
+    from joimternet_lite.data.tokenizer import build_tokenizer
+    from joimternet_lite.evaluate.embed import embed_reports
+    from joimternet_lite.evaluate.grounding import word_maps_for
+    from joimternet_lite.models.joimternet import model_for
+    from joimternet_lite.models.similarity import word_region_maps
+
+    tiny = ["data.image_size=64", "model.image.grid=4"]
+    texts = ["Left pleural effusion. No pneumothorax.", "Heart is normal."]
+    tokenizer = build_tokenizer(texts, min_frequency=1)
+    torch.manual_seed(0)
+    words_model = model_for(load_config("demo_cpu", tiny), len(tokenizer)).eval()
+    model = model_for(load_config("demo_cpu", [*tiny, "model.text.local_units=sentences"]), len(tokenizer)).eval()
+    model.load_state_dict(words_model.state_dict())
+    with torch.no_grad():
+        regions = model.encode_images(torch.rand(2, 1, 64, 64) * 2 - 1).regions
+    word_side = embed_reports(words_model, tokenizer, texts, "cpu")
+    sentences = [[[0, 1, 2], [3, 4]], [[0, 1, 2]]]          # word positions of each sentence
+    for kind in ("alpha", "raw"):
+        maps = word_maps_for(model, tokenizer, regions, [(0, texts[0]), (1, texts[1])], kind)
+        for b, groups in enumerate(sentences):
+            pooled = torch.stack([word_side["words"][b, g].mean(dim=0) for g in groups])[None]
+            expected = word_region_maps(regions[b:b + 1], pooled, torch.tensor([len(groups)]), kind)[0]
+            for s, group in enumerate(groups):
+                for k in group:
+                    torch.testing.assert_close(maps[b][k], expected[s], atol=1e-6, rtol=1e-5)
+            assert torch.all(maps[b][-1] == 0)               # [SEP] belongs to no sentence
 
 
 def test_pooled_map_skips_the_words_left_out_of_the_local_score():

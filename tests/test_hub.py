@@ -211,7 +211,7 @@ def test_pretrained_sub_word_text_tower_travels_with_the_folder(pretrained_folde
     with torch.inference_mode():
         want = model.encode_texts(**tokenize_reports(tokenizer, texts))
         got = loaded.encode_texts(**tokenize_reports(loaded.tokenizer, texts))
-    for a, b in zip(want, got, strict=True):
+    for a, b in zip(want[:3], got[:3], strict=True):       # words, lengths, report vectors
         assert torch.equal(a, b)
 
 
@@ -242,7 +242,7 @@ def test_the_words_left_out_of_the_local_score_travel_with_the_weights(tmp_path)
     with torch.inference_mode():
         want = model.encode_texts(**tokenize_reports(tokenizer, texts))
         got = loaded.encode_texts(**tokenize_reports(loaded.tokenizer, texts))
-    for a, b in zip(want, got, strict=True):
+    for a, b in zip(want[:3], got[:3], strict=True):       # words, lengths, report vectors
         assert torch.equal(a, b)
     assert torch.all(got.words[0, 0] == 0) and torch.all(got.words[1, 3] == 0)  # "no", "is"
     assert torch.any(got.words[1, 2] != 0)                                        # "effusion"

@@ -15,13 +15,18 @@ from tiny_pretrained import FAMILIES
 
 from joimternet_lite.config import load_config
 from joimternet_lite.data.dataset import Collate
-from joimternet_lite.data.tokenizer import load_pretrained_tokenizer, split_words, tokenize_reports
+from joimternet_lite.data.tokenizer import (
+    load_pretrained_tokenizer,
+    sentence_of_words,
+    split_words,
+    tokenize_reports,
+)
 from joimternet_lite.losses import JoImTeRNetLoss
 from joimternet_lite.models.joimternet import model_for
 
 TEXTS = ["Mild cardiomegaly, 1.5 cm nodule in the right upper lobe.",
          "No pleural effusion or pneumothorax.",
-         "Left basal atelectasis."]
+         "Left basal atelectasis. 2. No pneumothorax."]
 TINY = ["data.image_size=64", "model.image.grid=4", "model.embed_dim=16"]
 
 
@@ -50,13 +55,18 @@ def test_word_ids_follow_split_words(folder):
         real = int(batch["attention_mask"][b].sum())
         assert word_ids[0] == -1 and torch.all(word_ids[real:] == -1)     # [CLS] / <s> and padding
         assert word_ids[real - 1] == len(words) and ids[real - 1] == tok.sep_token_id  # the separator: one more word
+        # sentence ids follow word positions, not sub-words: word k's sentence, then -1 from [SEP] on
+        sentences = batch["sentence_ids"][b]
+        assert sentences[: len(words)].tolist() == sentence_of_words(text)
+        assert torch.all(sentences[len(words):] == -1)
+    assert batch["sentence_ids"][2, :7].tolist() == [0, 0, 0, 1, 1, 1, -1]  # left basal atelectasis | number no pneumothorax
     assert split_into_pieces >= 5                        # the check saw real sub-words
 
 
 def test_empty_batches_and_reports(folder):
     tok = load_pretrained_tokenizer(folder)
     assert {k: v.shape for k, v in tokenize_reports(tok, []).items()} == {
-        "input_ids": (0, 0), "attention_mask": (0, 0), "word_ids": (0, 0)}
+        "input_ids": (0, 0), "attention_mask": (0, 0), "sentence_ids": (0, 0), "word_ids": (0, 0)}
     batch = tokenize_reports(tok, ["", "..."])        # no word: [CLS] [SEP], the separator is word 0
     assert batch["word_ids"][:, :2].tolist() == [[-1, 0], [-1, 0]]
 

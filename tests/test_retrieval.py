@@ -229,7 +229,7 @@ class FakeModel(torch.nn.Module):
         regions = images.flatten(2).transpose(1, 2).repeat(1, 1, 4)[..., :4]
         return SimpleNamespace(regions=regions, image_vectors=regions.mean(1))
 
-    def encode_texts(self, input_ids, attention_mask, word_ids=None):
+    def encode_texts(self, input_ids, attention_mask, word_ids=None, sentence_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
         return SimpleNamespace(words=words, lengths=attention_mask.sum(1) - 1, report_vectors=words.sum(1))
 

@@ -80,9 +80,35 @@ def test_tokenize_reports_for_the_word_level_tokenizer():
 
     tok = build_tokenizer(["no effusion", "left effusion"], min_frequency=1)
     batch = tokenize_reports(tok, ["No effusion.", "Left effusion, no effusion."])
-    assert set(batch) == {"input_ids", "attention_mask"}          # one token per word: no word_ids
+    assert set(batch) == {"input_ids", "attention_mask", "sentence_ids"}  # one token per word: no word_ids
     assert batch["input_ids"].tolist() == tok(["No effusion.", "Left effusion, no effusion."], padding=True)["input_ids"]
-    assert {k: v.shape for k, v in tokenize_reports(tok, []).items()} == {"input_ids": (0, 0), "attention_mask": (0, 0)}
+    # one sentence each; the separator and padding belong to none
+    assert batch["sentence_ids"].tolist() == [[0, 0, -1, -1, -1], [0, 0, 0, 0, -1]]
+    assert {k: v.shape for k, v in tokenize_reports(tok, []).items()} == {
+        "input_ids": (0, 0), "attention_mask": (0, 0), "sentence_ids": (0, 0)}
+
+
+def test_sentence_of_words_splits_at_sentence_ends_and_keeps_list_numbers_with_their_sentence():
+    from joimternet_lite.data.tokenizer import sentence_of_words
+
+    text = "Heart size is normal. 1. Large right effusion; 1.5 cm nodule! 2. No pneumothorax?"
+    words = [w for w, _ in split_words(text)]
+    assert list(zip(words, sentence_of_words(text), strict=True)) == [
+        ("heart", 0), ("size", 0), ("is", 0), ("normal", 0),
+        ("number", 1), ("large", 1), ("right", 1), ("effusion", 1),      # "1." numbers the sentence
+        ("number", 2), ("cm", 2), ("nodule", 2),                         # "1.5" does not end one
+        ("number", 3), ("no", 3), ("pneumothorax", 3)]
+    assert sentence_of_words("No effusion. . . Clear lungs") == [0, 0, 1, 1]   # empty sentences take no index
+    assert sentence_of_words("") == []
+
+
+def test_sentence_ids_follow_truncation():
+    from joimternet_lite.data.tokenizer import tokenize_reports
+
+    tok = build_tokenizer(["no effusion", "left effusion"], min_frequency=1)
+    batch = tokenize_reports(tok, ["No effusion. Left effusion. No effusion."], max_length=5)
+    # [CLS] no effusion left [SEP]: three words kept, the third opens sentence 1
+    assert batch["sentence_ids"].tolist() == [[0, 0, 1, -1]]
 
 
 def test_load_pretrained_tokenizer_names_the_folder_when_it_has_no_fast_tokenizer(tmp_path):

@@ -20,6 +20,7 @@ word k is again ``split_words(text)[k]``.
 
 from __future__ import annotations
 
+import bisect
 import re
 from pathlib import Path
 
@@ -110,6 +111,28 @@ def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     return words
 
 
+# A sentence ends at . ! ? or ; before whitespace or the end of the text ("1.5 cm" does not end one).
+_SENTENCE_END = re.compile(r"[.!?;](?=\s|$)")
+_ENUMERATOR = re.compile(r"\s*\d+\s*")
+
+
+def sentence_of_words(text: str) -> list[int]:
+    """The sentence index (0, 1, ...) of each word of :func:`split_words` ``(text)``. Taught in notebook 11.
+
+    Sentences end at ``.``, ``!``, ``?`` or ``;`` followed by whitespace or the end of the text. A
+    list number ("1." in "1. Large right effusion.") is not a sentence of its own: it joins the
+    sentence it numbers, as the numbered impressions of real reports are written.
+    """
+    ends, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if not _ENUMERATOR.fullmatch(text[start:match.start()]):
+            ends.append(match.end())
+            start = match.end()
+    raw = [bisect.bisect_right(ends, a) for _, (a, _) in split_words(text)]
+    dense = {s: k for k, s in enumerate(dict.fromkeys(raw))}  # sentences without words take no index
+    return [dense[s] for s in raw]
+
+
 def build_tokenizer(texts, min_frequency: int = 2, max_length: int = MAX_LENGTH) -> PreTrainedTokenizerFast:
     """Train the word-level vocabulary on ``texts`` (an iterable of report strings)."""
     tok = _bare_tokenizer()
@@ -173,8 +196,9 @@ def is_word_level(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 def tokenize_reports(tokenizer: PreTrainedTokenizerBase, texts: list[str],
                      max_length: int | None = None) -> dict[str, torch.Tensor]:
-    """The text tower's input for ``texts``: ``input_ids`` and ``attention_mask`` (B, L) long, and
-    for a sub-word tokenizer ``word_ids`` (B, L) long (see the module docstring).
+    """The text tower's input for ``texts``: ``input_ids`` and ``attention_mask`` (B, L) long,
+    ``sentence_ids`` (B, L - 1) long (:func:`sentence_ids`, read by ``model.text.local_units=sentences``),
+    and for a sub-word tokenizer ``word_ids`` (B, L) long (see the module docstring).
 
     Sequences are padded to the longest and cut at ``max_length`` tokens (default: the tokenizer's
     ``model_max_length``, set from ``data.max_length`` when it is loaded; ``MAX_LENGTH`` for a
@@ -186,17 +210,33 @@ def tokenize_reports(tokenizer: PreTrainedTokenizerBase, texts: list[str],
     word_level = is_word_level(tokenizer)
     if not texts:  # a batch whose studies were all skipped; tokenizers fail on an empty list
         empty = torch.zeros(0, 0, dtype=torch.long)
-        keys = ("input_ids", "attention_mask") if word_level else ("input_ids", "attention_mask", "word_ids")
+        keys = ("input_ids", "attention_mask", "sentence_ids") + (() if word_level else ("word_ids",))
         return {k: empty.clone() for k in keys}
     if word_level:
         enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        lengths = enc["attention_mask"].sum(dim=1) - 1
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "sentence_ids": sentence_ids(texts, lengths, enc["input_ids"].shape[1] - 1)}
     words = [[text[a:b] for _, (a, b) in split_words(text)] for text in texts]
     enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
                     return_tensors="pt")
     word_ids = torch.stack([_word_ids_with_separator(enc.word_ids(row), enc["attention_mask"][row])
                             for row in range(len(texts))])
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids,
+            "sentence_ids": sentence_ids(texts, word_ids.max(dim=1).values + 1, enc["input_ids"].shape[1] - 1)}
+
+
+def sentence_ids(texts: list[str], lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, width) long: the sentence of each word position of the text tower's word vectors.
+
+    ``lengths`` (B,) counts the word positions of each encoded text, the final separator included
+    (it is the last one); the separator and padding get -1, so they belong to no sentence.
+    """
+    out = torch.full((len(texts), width), -1, dtype=torch.long)
+    for row, (text, n) in enumerate(zip(texts, lengths.tolist(), strict=True)):
+        kept = sentence_of_words(text)[: max(n - 1, 0)]  # truncation keeps the first n - 1 words
+        out[row, : len(kept)] = torch.tensor(kept, dtype=torch.long)
+    return out
 
 
 def _word_ids_with_separator(ids: list[int | None], mask: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,8 @@ def model_null_region(model) -> torch.Tensor | None:
 
 def _embed_batch(model, batch: dict, parts: dict, keep_local: bool) -> None:
     img = model.encode_images(batch["images"])
-    txt = model.encode_texts(batch["input_ids"], batch["attention_mask"], batch.get("word_ids"))
+    txt = model.encode_texts(batch["input_ids"], batch["attention_mask"], batch.get("word_ids"),
+                             batch.get("sentence_ids"))
     parts["image_vectors"].append(img.image_vectors.float().cpu())
     parts["report_vectors"].append(txt.report_vectors.float().cpu())
     parts["lengths"].append(txt.lengths.cpu())
@@ -92,23 +93,28 @@ def embed_reports(model, tokenizer, texts: list[str], device, max_length: int | 
                   batch_size: int = 64) -> dict:
     """Tokenize and encode free texts (prompts, phrases, edited reports) as the dataset does reports.
 
-    Returns ``report_vectors`` (T, D), ``words`` (T, L, D) and ``lengths`` (T,) on the CPU; word k
-    of text t is ``split_words(texts[t])[k]``. ``max_length`` defaults to the tokenizer's
-    ``model_max_length`` (``data.max_length`` when loaded by ``load_training_data``).
+    Returns ``report_vectors`` (T, D), ``words`` (T, L, D), ``lengths`` (T,) and ``units`` (T, L)
+    long on the CPU; word k of text t is ``split_words(texts[t])[k]``, and its vector (its map) is
+    row ``units[t, k]`` (k itself, unless the model matches sentences: ``model.text.local_units``).
+    ``max_length`` defaults to the tokenizer's ``model_max_length`` (``data.max_length`` when loaded
+    by ``load_training_data``).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    parts: dict[str, list] = {"report_vectors": [], "words": [], "lengths": []}
+    parts: dict[str, list] = {"report_vectors": [], "words": [], "lengths": [], "units": []}
     try:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
                 enc = to_device(tokenize_reports(tokenizer, list(texts[start:start + batch_size]), max_length), device)
-                txt = model.encode_texts(enc["input_ids"], enc["attention_mask"], enc.get("word_ids"))
+                txt = model.encode_texts(enc["input_ids"], enc["attention_mask"], enc.get("word_ids"),
+                                         enc["sentence_ids"])
                 parts["report_vectors"].append(txt.report_vectors.float().cpu())
                 parts["words"].append(txt.words.float().cpu())
                 parts["lengths"].append(txt.lengths.cpu())
+                positions = torch.arange(txt.words.shape[1]).expand(txt.words.shape[:2])
+                parts["units"].append((positions if txt.units is None else txt.units.cpu())[..., None])
     finally:
         model.train(was_training)
     return {"report_vectors": torch.cat(parts["report_vectors"]), "words": pad_cat(parts["words"]),
-            "lengths": torch.cat(parts["lengths"])}
+            "lengths": torch.cat(parts["lengths"]), "units": pad_cat(parts["units"])[..., 0]}

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.tokenizer import split_words
+from ..data.tokenizer import sentence_of_words, split_words
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,8 @@ def word_maps_for(model, tokenizer, regions: torch.Tensor, pairs: list[tuple[int
 
     regions: (N, R, D) from embed_dataset. Texts are encoded like the dataset's reports (word k =
     ``split_words(text)[k]``, for word-level and pretrained sub-word tokenizers alike). The maps are
-    the model's own (``model.similarity.maps``): its gamma1 and, in the alpha maps, its opt-out region.
+    the model's own (``model.similarity.maps``): its gamma1 and, in the alpha maps, its opt-out region;
+    a model that matches sentences (``model.text.local_units``) gives each word its sentence's map.
     """
     from .embed import embed_reports
 
@@ -316,6 +317,7 @@ def word_maps_for(model, tokenizer, regions: torch.Tensor, pairs: list[tuple[int
         with torch.no_grad():
             maps = model.similarity.maps(regions[rows].to(device), text_side["words"].to(device),
                                          text_side["lengths"].to(device), kind=kind)
+        maps = maps.gather(1, text_side["units"].to(device)[..., None].expand_as(maps))
         out += [m[:n].float().cpu() for m, n in zip(maps, text_side["lengths"].tolist(), strict=True)]
     return out
 
@@ -336,19 +338,24 @@ _SIDE_WORDS = re.compile(r"\b(left|right)\b", flags=re.IGNORECASE)
 
 
 def region_owners(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
-                  texts: list[str]) -> tuple[torch.Tensor, Counter]:
+                  texts: list[str], sentences: bool = False) -> tuple[torch.Tensor, Counter]:
     """Who claims each region in the alpha attention's softmax over words. Taught in notebook 11.
 
     regions (B, R, D), words (B, L, D), lengths (B,) of paired images and reports, ``texts`` the
     reports. A region's *owner* is the word with the largest dot product, the winner of the softmax
     over words. Returns the owner's share of that softmax for every region of every pair (a flat
     (B * R,) tensor; 1 = the region belongs to one word alone) and a Counter of regions owned per
-    word. Zero word vectors (words left out of the local score) own nothing.
+    word. Zero word vectors (words left out of the local score) own nothing. ``sentences=True``
+    (a model with ``model.text.local_units=sentences``) names each owner by its whole sentence.
     """
     shares, owned = [], Counter()
     for b, text in enumerate(texts):
         n = int(lengths[b])
         names = ([w for w, _ in split_words(text)] + ["[SEP]"])[:n]
+        if sentences:
+            of_word = sentence_of_words(text)
+            names = [" ".join(w for w, s in zip(names, of_word, strict=False) if s == of_word[k])
+                     if k < len(of_word) else name for k, name in enumerate(names)]
         keep = words[b, :n].ne(0).any(dim=1)
         over_words = (words[b, :n][keep].float() @ regions[b].float().T).softmax(dim=0)   # (n', R)
         shares.append(over_words.max(dim=0).values)

@@ -2,7 +2,7 @@
 
 Taught in notebook 06. ``forward`` returns the dict the loss reads (docs/ARCHITECTURE.md):
 regions (B, R, D), image_vectors (B, D), words (B, L - 1, D), lengths (B,), report_vectors (B, D),
-and ``null_region`` (D,) when the opt-out region is on.
+``units`` (B, L - 1) with sentence units, and ``null_region`` (D,) when the opt-out region is on.
 """
 
 from __future__ import annotations
@@ -37,14 +37,17 @@ class JoImTeRNet(PretrainedMixin, nn.Module):
         return self.image_encoder(images)
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     word_ids: torch.Tensor | None = None) -> TextOutput:
-        """(B, L) ids and mask -> TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D))."""
-        return self.text_encoder(input_ids, attention_mask, word_ids)
+                     word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None) -> TextOutput:
+        """(B, L) ids and mask -> TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D), units);
+        ``word_ids`` for a sub-word tower, ``sentence_ids`` (B, L - 1) for ``local_units="sentences"``."""
+        return self.text_encoder(input_ids, attention_mask, word_ids, sentence_ids)
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                word_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None,
+                ) -> dict[str, torch.Tensor]:
+        text = self.encode_texts(input_ids, attention_mask, word_ids, sentence_ids)
         out = {**self.encode_images(images)._asdict(),
-               **self.encode_texts(input_ids, attention_mask, word_ids)._asdict()}
+               **{k: v for k, v in text._asdict().items() if v is not None}}
         if self.similarity.null_region is not None:
             out["null_region"] = self.similarity.null_region
         return out

@@ -1,7 +1,7 @@
 """The text tower: word vectors, a report vector, and the masked-language-model head.
 
-Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids=None)`` returns
-``TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D))`` for both encoders:
+Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids=None, sentence_ids=None)``
+returns ``TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D), units)`` for both encoders:
 
 - word level (the authors'): a ``transformers`` BertModel built from a BertConfig (3 layers, 512
   hidden, 8 heads, 2048 intermediate) over the word vocabulary of ``data/tokenizer.py``. Word
@@ -13,6 +13,13 @@ Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids
   word vector, which the local score treats as absent, like padding; they still shape the report
   vector. The excluded ids are a buffer filled from the tokenizer by :meth:`TextEncoder.set_vocabulary`
   and saved with the weights. Taught in notebook 11.
+- ``local_units="sentences"``: phrase-level matching. The word vectors of each sentence (the
+  ``sentence_ids`` of :func:`~joimternet_lite.data.tokenizer.tokenize_reports`; the separator and
+  words left out by ``local_words`` take no part) are averaged into one sentence vector, stored at
+  the position of the sentence's first word; the other positions are zero, so the local score and
+  its maps see one unit per sentence and word positions keep their meaning. ``TextOutput.units``
+  (B, L - 1) gives, for each word position, the position that holds its sentence's vector, so a
+  word's map is its sentence's map. Taught in notebook 11.
 - pretrained sub-word encoder from a local folder (``pretrained_path``, e.g. a BERT or RoBERTa
   written by ``save_pretrained``): its batches come from
   :func:`joimternet_lite.data.tokenizer.tokenize_reports` with ``word_ids`` (B, L), the word index
@@ -41,6 +48,7 @@ class TextOutput(NamedTuple):
     words: torch.Tensor           # (B, L - 1, D), zero at padding
     lengths: torch.Tensor         # (B,) long
     report_vectors: torch.Tensor  # (B, D)
+    units: torch.Tensor | None = None  # (B, L - 1) long with local_units=sentences: where word k's vector went
 
 
 class MLMHead(nn.Module):
@@ -78,6 +86,7 @@ class TextEncoder(nn.Module):
         self.report_proj = nn.Linear(hidden, embed_dim)
         self.mlm_head = None if self.pretrained else MLMHead(hidden, vocab_size)
         self.local_words = cfg.local_words
+        self.local_units = cfg.local_units
         if cfg.local_words != "all":
             # all True until set_vocabulary: a model used before it is told its words fails loudly
             self.register_buffer("local_excluded", torch.ones(vocab_size, dtype=torch.bool))
@@ -97,8 +106,9 @@ class TextEncoder(nn.Module):
         return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                word_ids: torch.Tensor | None = None) -> TextOutput:
-        """input_ids, attention_mask (B, L) long; word_ids (B, L) only for a pretrained encoder."""
+                word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None) -> TextOutput:
+        """input_ids, attention_mask (B, L) long; word_ids (B, L) only for a pretrained encoder;
+        sentence_ids (B, L - 1) only with ``local_units="sentences"``."""
         states = self.states(input_ids, attention_mask)
         if word_ids is None:
             if self.pretrained:
@@ -110,12 +120,26 @@ class TextEncoder(nn.Module):
         else:
             word_states, lengths = pool_subwords(states, word_ids)
         valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
-        words = self.word_proj(word_states) * self._local_mask(input_ids, valid)[..., None]
+        local = self._local_mask(input_ids, valid)
+        words, units = self.word_proj(word_states) * local[..., None], None
+        if self.local_units == "sentences":
+            words, units = sentence_vectors(words, self._sentences(sentence_ids, local))
         if self.pool == "cls":
             report = states[:, 0]
         else:
             report = (word_states * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None]
-        return TextOutput(words, lengths, self.report_proj(report))
+        return TextOutput(words, lengths, self.report_proj(report), units)
+
+    def _sentences(self, sentence_ids: torch.Tensor | None, local: torch.Tensor) -> torch.Tensor:
+        """(B, L - 1): each word's sentence, -1 for words outside the local score."""
+        if sentence_ids is None:
+            raise ValueError("model.text.local_units='sentences' needs sentence_ids: build the batch with "
+                             "joimternet_lite.data.tokenizer.tokenize_reports(tokenizer, texts) and pass "
+                             "its sentence_ids")
+        if sentence_ids.shape != local.shape:
+            raise ValueError(f"sentence_ids {tuple(sentence_ids.shape)} must match the word positions "
+                             f"{tuple(local.shape)}: (B, L - 1), as tokenize_reports returns them")
+        return sentence_ids.masked_fill(~local, -1)
 
     def _local_mask(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, L - 1) bool: the words that enter the local score (all valid words unless ``local_words``)."""
@@ -145,6 +169,25 @@ def _load_pretrained(path: str) -> nn.Module:
     if getattr(bert, "pooler", None) is not None:
         bert.pooler = None
     return bert
+
+
+def sentence_vectors(words: torch.Tensor, sentence_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phrase-level units: (B, W, D) word vectors, (B, W) sentence ids (-1: no sentence) ->
+    (B, W, D) with each sentence's mean vector at its first word's position and zero elsewhere,
+    and units (B, W) long: the position holding word k's sentence vector (k itself for a word
+    without a sentence, whose row is zero). Taught in notebook 11.
+    """
+    num = int(sentence_ids.max()) + 1 if sentence_ids.numel() else 0
+    slots = torch.arange(max(num, 1), device=words.device)
+    member = sentence_ids[:, None, :] == slots[None, :, None]                        # (B, S, W)
+    counts = member.sum(-1, keepdim=True)
+    means = (member.to(words.dtype) @ words) / counts.clamp_min(1)                   # (B, S, D)
+    first = member.to(torch.uint8).argmax(dim=-1)                                    # (B, S), 0 when empty
+    # an empty sentence adds a zero vector at position 0, which changes nothing
+    pooled = torch.zeros_like(words).scatter_add(1, first[..., None].expand_as(means), means)
+    positions = torch.arange(words.shape[1], device=words.device).expand_as(sentence_ids)
+    units = torch.where(sentence_ids >= 0, first.gather(1, sentence_ids.clamp_min(0)), positions)
+    return pooled, units
 
 
 def pool_subwords(states: torch.Tensor, word_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
