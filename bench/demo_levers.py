@@ -43,6 +43,9 @@ LEVERS: dict[str, list[str]] = {
     "steps_600_warmup_60": ["train.steps=600", "train.warmup_steps=60"],
     "steps_600_sentences": ["train.steps=600", "model.text.local_units=sentences"],
     "sentences": ["model.text.local_units=sentences"],
+    "steps_600_cosine_10": ["train.steps=600", "model.score.cosine_scale=10"],
+    "steps_600_cosine_10_sentences": ["train.steps=600", "model.score.cosine_scale=10",
+                                      "model.text.local_units=sentences"],
 }
 
 

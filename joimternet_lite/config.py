@@ -79,6 +79,7 @@ class ScoreConfig:
     gamma1: float = 4.0                # sharpens the word-to-region attention
     gamma2: float = 5.0                # sharpens the soft maximum over words in S_w
     chunk_size: int = 32               # images (and reports) per block in the fast local score
+    cosine_scale: float | None = None  # None: raw e_i . v_j (the authors'); k: k * cos(e_i, v_j) (unit vectors)
 
 
 @dataclass
@@ -374,6 +375,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "model.score.gamma1": POSITIVE,
     "model.score.gamma2": POSITIVE,
     "model.score.chunk_size": AT_LEAST_1,
+    "model.score.cosine_scale": POSITIVE,
     "loss.gamma3": POSITIVE,
     "loss.margin_global": AT_LEAST_0,
     "loss.margin_local": AT_LEAST_0,

@@ -188,6 +188,13 @@ def test_fraction_arguments_are_checked():
             check_fraction(bad)
 
 
+def test_cosine_scale_is_off_by_default_and_positive():
+    assert load_config("demo_cpu").model.score.cosine_scale is None          # the authors' raw dot products
+    assert load_config("demo_cpu", ["model.score.cosine_scale=10"]).model.score.cosine_scale == 10
+    with pytest.raises(ConfigError, match="cosine_scale=0"):
+        load_config("demo_cpu", ["model.score.cosine_scale=0"])
+
+
 def test_local_units_is_checked():
     assert load_config("demo_cpu", ["model.text.local_units=sentences"]).model.text.local_units == "sentences"
     with pytest.raises(ConfigError, match="local_units='phrases'.*sentences"):

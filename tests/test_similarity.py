@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import joimternet_lite
 from joimternet_lite.config import LossConfig, ScoreConfig
@@ -229,3 +230,33 @@ def test_a_report_with_every_word_left_out_scores_the_empty_constant():
     scores.sum().backward()
     assert torch.isfinite(words.grad).all()
     assert torch.all(word_region_maps(regions, words.detach(), lengths)[1] == 0)
+
+
+def test_cosine_scale_scores_scaled_cosines_of_the_towers_outputs():
+    """model.score.cosine_scale=k: s_ij = k * cos(e_i, v_j) of the raw tower outputs, checked by hand
+    through the raw map (a softmax of s_ij over regions) and through S_w against the reference."""
+    from joimternet_lite.config import load_config
+    from joimternet_lite.data.tokenizer import build_tokenizer, tokenize_reports
+    from joimternet_lite.models.joimternet import model_for
+
+    texts = ["left pleural effusion", "no pneumothorax is seen here"]
+    tokenizer = build_tokenizer(texts, min_frequency=1)
+    cfg = load_config("demo_cpu", ["data.image_size=64", "model.image.grid=4", "model.score.cosine_scale=7"])
+    torch.manual_seed(0)
+    model = model_for(cfg, len(tokenizer)).eval()
+    batch = tokenize_reports(tokenizer, texts)
+    images = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        regions = model.encode_images(images).regions
+        text = model.encode_texts(batch["input_ids"], batch["attention_mask"])
+        raw_regions = model.image_encoder(images).regions
+        raw_words = model.text_encoder(batch["input_ids"], batch["attention_mask"]).words
+        maps = model.similarity.maps(regions, text.words, text.lengths, kind="raw")
+        scores = model.similarity.local_scores(regions, text.words, text.lengths)
+    for b, n in enumerate(text.lengths.tolist()):
+        cos = F.cosine_similarity(raw_words[b, :n, None], raw_regions[b, None], dim=-1)   # (n, R)
+        torch.testing.assert_close(maps[b, :n], (7 * cos).softmax(dim=-1), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(text.words[b, :n].norm(dim=-1), torch.full((n,), 7.0))
+    unit_regions = F.normalize(raw_regions, dim=-1)
+    expected = local_similarity_reference(unit_regions, 7 * F.normalize(raw_words, dim=-1), text.lengths)
+    torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)

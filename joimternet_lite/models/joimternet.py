@@ -33,14 +33,17 @@ class JoImTeRNet(PretrainedMixin, nn.Module):
         return self.image_encoder.grid_for(size, size)
 
     def encode_images(self, images: torch.Tensor) -> ImageOutput:
-        """images (B, 1, H, W) -> ImageOutput(regions (B, R, D), image_vectors (B, D))."""
-        return self.image_encoder(images)
+        """images (B, 1, H, W) -> ImageOutput(regions (B, R, D), image_vectors (B, D)); regions as
+        the local score takes them (unit length with ``model.score.cosine_scale``)."""
+        out = self.image_encoder(images)
+        return out._replace(regions=self.similarity.local_regions(out.regions))
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None) -> TextOutput:
         """(B, L) ids and mask -> TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D), units);
         ``word_ids`` for a sub-word tower, ``sentence_ids`` (B, L - 1) for ``local_units="sentences"``."""
-        return self.text_encoder(input_ids, attention_mask, word_ids, sentence_ids)
+        out = self.text_encoder(input_ids, attention_mask, word_ids, sentence_ids)
+        return out._replace(words=self.similarity.local_words(out.words))
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None,

@@ -32,7 +32,13 @@ An optional null region (``null_region``, a learnable (D,) vector owned by the m
 to every image's regions, so a word can put its attention on it and opt out of the image
 (words such as "no" or "normal" have no place in the image). It is never part of a map's R.
 
-gamma1, gamma2 and the chunk size come from one :class:`~joimternet_lite.config.ScoreConfig`, which
+With ``cosine_scale`` set (a lever of notebook 11, not the authors' setting) the model hands the
+score unit-length regions and word vectors of length ``cosine_scale``
+(:meth:`Similarity.local_regions`, :meth:`Similarity.local_words`), so s_ij = cosine_scale *
+cos(e_i, v_j): a word cannot win the softmax over words by its length alone. Steps 3-5 are
+unchanged (the cosine in step 5 ignores lengths).
+
+gamma1, gamma2, the chunk size and the cosine scale come from one :class:`~joimternet_lite.config.ScoreConfig`, which
 the model's :class:`Similarity` holds (``model.similarity.score``); the plain functions default to
 its values.
 """
@@ -233,6 +239,18 @@ class Similarity(nn.Module):
         self.score = score
         # small init: the null region starts close to a zero vector, so it starts as an uninformative sink
         self.null_region = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) if null_region else None
+
+    def local_regions(self, regions: torch.Tensor) -> torch.Tensor:
+        """(..., R, D) regions as the local score takes them: unchanged (the authors' raw dot
+        products), or unit length when ``score.cosine_scale`` is set."""
+        return regions if self.score.cosine_scale is None else F.normalize(regions, dim=-1, eps=EPS)
+
+    def local_words(self, words: torch.Tensor) -> torch.Tensor:
+        """(..., L, D) word vectors as the local score takes them: unchanged, or of length
+        ``score.cosine_scale`` (zero vectors stay zero), so s_ij = scale * cos(e_i, v_j)."""
+        if self.score.cosine_scale is None:
+            return words
+        return F.normalize(words, dim=-1, eps=EPS) * self.score.cosine_scale
 
     def global_scores(self, image_vectors: torch.Tensor, report_vectors: torch.Tensor) -> torch.Tensor:
         """(I, D), (T, D) -> (I, T) cosines."""
