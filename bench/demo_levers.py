@@ -46,6 +46,10 @@ LEVERS: dict[str, list[str]] = {
     "steps_600_cosine_10": ["train.steps=600", "model.score.cosine_scale=10"],
     "steps_600_cosine_10_sentences": ["train.steps=600", "model.score.cosine_scale=10",
                                       "model.text.local_units=sentences"],
+    "steps_600_cosine_20_sentences": ["train.steps=600", "model.score.cosine_scale=20",
+                                      "model.text.local_units=sentences"],
+    "steps_600_cosine_5_sentences": ["train.steps=600", "model.score.cosine_scale=5",
+                                     "model.text.local_units=sentences"],
 }
 
 
