@@ -13,7 +13,8 @@ bench/RESULTS.md quotes it, docs/DECISIONS.md says which levers were kept.
 
 ``--owners`` reads the finished lever runs again and writes ``bench/demo_levers_owners.jsonl``:
 per lever, which words own the test images' regions in the alpha attention's softmax over words
-(``evaluate.grounding.region_owners``; notebook 11 explains why that decides the alpha maps).
+(``evaluate.grounding.region_owners``; notebook 11 explains why that decides the alpha maps), and
+how well the word-blind map (the region vectors' lengths) points at the same findings.
 """
 
 from __future__ import annotations
@@ -84,13 +85,19 @@ def run_lever(name: str, overrides: list[str], root: Path) -> dict:
 
 
 def owners_of_run(run_dir: Path, top: int = 5) -> dict:
-    """The owner's mean share and the ``top`` region owners (% of regions) of a finished run's test split."""
+    """The owner's mean share and the ``top`` region owners (% of regions) of a finished run's test
+    split, and the pointing of the word-blind map (region lengths) on the phrase targets."""
     import torch
 
     from joimternet_lite import JoImTeRNet
     from joimternet_lite.config import load_config
     from joimternet_lite.data.dataset import load_training_data
-    from joimternet_lite.evaluate.grounding import region_owners
+    from joimternet_lite.evaluate.grounding import (
+        evaluate_grounding,
+        region_owners,
+        summarize_grounding,
+        synthcxr_targets,
+    )
     from joimternet_lite.pipeline import embed_split
 
     cfg = load_config(str(run_dir / "config.yaml"))
@@ -101,8 +108,12 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
     shares, owned = region_owners(test["regions"], test["words"], test["lengths"], test["texts"],
                                   sentences=cfg.model.text.local_units == "sentences")
     total = sum(owned.values())
+    test_rows = manifest.filter(lambda s: s == "test", input_columns="split")
+    targets = synthcxr_targets(list(test_rows), test["study_ids"], cfg.data.root, model.grid)
+    blind = summarize_grounding(evaluate_grounding(model, tokenizer, test["regions"], targets, kinds=("blind",)))
     return {"owner_share": round(float(shares.mean()), 3),
-            "owners": [[word, round(100 * count / total, 1)] for word, count in owned.most_common(top)]}
+            "owners": [[word, round(100 * count / total, 1)] for word, count in owned.most_common(top)],
+            "blind_pointing": round(next(r["hit"] for r in blind if r["words"] == "phrase" and r["type"] == "all"), 3)}
 
 
 def main() -> None:

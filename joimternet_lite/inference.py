@@ -30,7 +30,7 @@ from .device import autocast_context, pick_device, resolve_precision
 from .errors import UserError
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
-MAP_KINDS = ("alpha", "raw")
+MAP_KINDS = ("alpha", "raw", "blind")
 
 
 class InferenceError(UserError, ValueError):
@@ -149,8 +149,9 @@ class ImageTextInference:
                                      score=self.model.similarity.score, device=self.device)
 
     def word_maps(self, image: ImageInput, text: str, kind: str = "alpha") -> WordMaps:
-        """Each word's map over the image's region grid: ``alpha`` (the DAMSM attention of S_w) or
-        ``raw`` (word-region dot products softmaxed over the regions)."""
+        """Each word's map over the image's region grid: ``alpha`` (the DAMSM attention of S_w),
+        ``raw`` (word-region dot products softmaxed over the regions) or ``blind`` (the baseline
+        that reads no word: the region lengths, the same map for every word)."""
         if kind not in MAP_KINDS:
             raise InferenceError(f"kind {kind!r}: use one of {MAP_KINDS}")
         words = [w for w, _ in split_words(text)]

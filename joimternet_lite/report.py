@@ -107,7 +107,9 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
         parts.append(
             "## Grounding\n\nFor each positive finding: the map of its head word or of its whole phrase "
             "(mean over the phrase's words). `alpha` is the DAMSM attention; `raw` the word-region "
-            "similarity softmaxed over regions. Pointing: the map's maximum lies in the finding's mask; "
+            "similarity softmaxed over regions; `blind` a baseline that reads no word (the image's region "
+            "vector lengths): where `raw` scores no better than `blind`, its hits come from the image, not "
+            "from the words. Pointing: the map's maximum lies in the finding's mask; "
             "chance is the mask's share of the grid.\n\n" + grounding_table(trained["grounding"], baseline["grounding"]))
         parts.append("### Laterality swap\n\nLeft and right swapped in the report, same image: "
                      "how much of the phrase map moves to the mirrored finding.\n\n"

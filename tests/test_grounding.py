@@ -202,6 +202,12 @@ def test_evaluate_grounding_end_to_end(toy):
     assert rows[("raw", "phrase")]["hit"] == 0.5
     assert rows[("raw", "phrase")]["mass"] == pytest.approx((PEAK + (1 - PEAK) / 3) / 2)
     assert rows[("raw", "phrase")]["chance"] == 0.25
+    # the blind baseline reads no word: one long region vector takes its pointing, whatever the text
+    longer = regions.clone()
+    longer[0, 3] *= 2
+    blind = {r["words"]: r for r in evaluate_grounding(model, tokenizer, longer, [target], kinds=("blind",))}
+    assert blind["head"]["hit"] == blind["phrase"]["hit"] == 1.0
+    assert blind["phrase"]["mass"] == pytest.approx(6 / 15)              # lengths 3, 3, 3, 6
 
 
 def test_laterality_swap_moves_the_side_word_map(toy):

@@ -260,3 +260,15 @@ def test_cosine_scale_scores_scaled_cosines_of_the_towers_outputs():
     unit_regions = F.normalize(raw_regions, dim=-1)
     expected = local_similarity_reference(unit_regions, 7 * F.normalize(raw_words, dim=-1), text.lengths)
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_blind_map_is_the_region_lengths_for_every_word():
+    regions = torch.tensor([[[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]]])     # lengths 5, 1, 10
+    words = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])        # two words, then padding
+    maps = word_region_maps(regions, words, torch.tensor([2]), kind="blind")
+    expected = torch.tensor([5.0, 1.0, 10.0]) / 16
+    torch.testing.assert_close(maps[0, 0], expected)
+    torch.testing.assert_close(maps[0, 1], expected)                    # the same whatever the word
+    assert torch.all(maps[0, 2] == 0)                                   # padding
+    with pytest.raises(ValueError, match="blind"):
+        word_region_maps(regions, words, torch.tensor([2]), kind="norm")

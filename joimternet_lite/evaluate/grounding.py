@@ -3,11 +3,13 @@
 A *target* is one finding in one study: the text whose words are mapped (the report itself, or a
 user's phrase), the word indices to pool (``head`` word(s), whole ``phrase``; index k is
 ``split_words(text)[k]`` = the model's word position k), and the finding's footprint on the region
-grid. Two maps per word (the model's ``similarity.maps``, i.e. models.similarity.word_region_maps
+grid. Three maps per word (the model's ``similarity.maps``, i.e. models.similarity.word_region_maps
 with the model's gamma1):
 
 - ``alpha``: the DAMSM attention (per word, a softmax over regions, after the softmax over words);
-- ``raw``: the raw word-region similarity e_i . v_j, softmaxed over regions.
+- ``raw``: the raw word-region similarity e_i . v_j, softmaxed over regions;
+- ``blind``: the baseline that reads no word, the image's region lengths ||v_j|| normalised to
+  sum 1. Where a raw map scores about as well, its hits come from the image, not from the words.
 
 A word set's map is the mean of its words' region distributions.
 
@@ -49,7 +51,8 @@ from ..data.tokenizer import sentence_of_words, split_words
 
 log = logging.getLogger(__name__)
 
-MAP_KINDS = ("alpha", "raw")
+MAP_KINDS = ("alpha", "raw", "blind")
+WORD_MAP_KINDS = ("alpha", "raw")  # the maps that read the words (the laterality swap needs them)
 LATERALITY_VALUES = ("mass_true_before", "mass_mirror_before", "mass_true_after", "mass_mirror_after", "moved")
 
 
@@ -375,7 +378,7 @@ def swap_laterality(text: str) -> str:
 
 
 def laterality_swap(model, tokenizer, regions: torch.Tensor, targets: list[GroundingTarget],
-                    grid: tuple[int, int], kinds=MAP_KINDS, word_set: str = "phrase", min_overlap: float = 0.0,
+                    grid: tuple[int, int], kinds=WORD_MAP_KINDS, word_set: str = "phrase", min_overlap: float = 0.0,
                     device="cpu") -> list[dict]:
     """Counterfactual: swap left/right in the text and see where the phrase map goes.
 

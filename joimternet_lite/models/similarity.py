@@ -178,8 +178,11 @@ def word_region_maps(
 
     ``alpha``: the DAMSM attention used by S_w (with a null region, its column is dropped, so a
     row sums to 1 minus the mass the word put on the null region). ``raw``: the raw dot products
-    softmaxed over the image's regions (no word softmax, no null region). Rows of padding and of
-    zero word vectors (words left out of the local score) are 0.
+    softmaxed over the image's regions (no word softmax, no null region). ``blind``: a baseline
+    that ignores the words, the image's region lengths ||v_j|| over their sum, the same row for
+    every word; a raw map points where a long region vector is, so the two together show how much
+    of a raw map's pointing needs the words (notebook 11). Rows of padding and of zero word vectors
+    (words left out of the local score) are 0.
     """
     _check_local_inputs(regions, words, lengths)
     if regions.shape[0] != words.shape[0]:
@@ -195,8 +198,12 @@ def word_region_maps(
         maps = word_region_attention(scores, safe_valid[..., None], gamma1)[..., :num_regions]
     elif kind == "raw":
         maps = torch.einsum("brd,bld->blr", regions, words).to(dtype).softmax(dim=-1)
+    elif kind == "blind":
+        lengths_j = regions.to(dtype).norm(dim=-1)
+        maps = (lengths_j / lengths_j.sum(dim=-1, keepdim=True))[:, None].expand(-1, words.shape[1], -1)
     else:
-        raise ValueError(f"kind {kind!r}: use 'alpha' (DAMSM attention) or 'raw' (dot-product softmax)")
+        raise ValueError(f"kind {kind!r}: use 'alpha' (DAMSM attention), 'raw' (dot-product softmax) "
+                         "or 'blind' (region lengths, no words)")
     return maps * valid[..., None]
 
 
