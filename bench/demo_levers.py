@@ -2,6 +2,8 @@
 
     python bench/demo_levers.py                      # every lever not yet in the log
     python bench/demo_levers.py --only lr_2e-3 baseline
+    python bench/demo_levers.py --owners             # region owners and blind pointing of the runs
+    python bench/demo_levers.py --table              # the table of bench/RESULTS.md
 
 Each lever runs ``python -m joimternet_lite demo --config demo_cpu train.steps=300`` (the budget
 ``demo_cpu`` had when the levers were measured; a lever's own overrides come after it) into
@@ -116,15 +118,41 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
             "blind_pointing": round(next(r["hit"] for r in blind if r["words"] == "phrase" and r["type"] == "all"), 3)}
 
 
+def markdown_table(levers: list[dict], owners: list[dict]) -> str:
+    """bench/RESULTS.md's lever table from the two logs (``--table``)."""
+    owned = {row["lever"]: row for row in owners}
+    lines = ["| lever | overrides (after `train.steps=300`) | alpha pointing | raw pointing | blind pointing "
+             "| I→R R@10 | R→I R@10 | AUROC trained / untrained | owner share | top owners (% of regions) | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in levers:
+        o = owned.get(r["lever"], {})
+        top = ", ".join(f"{word} {share}" for word, share in o.get("owners", [])[:3])
+        blind = f"{o['blind_pointing']:.3f}" if "blind_pointing" in o else "-"
+        share = f"{o['owner_share']:.3f}" if "owner_share" in o else "-"
+        overrides = " ".join(f"`{x}`" for x in r["overrides"]) or "(none)"
+        lines.append(f"| {r['lever']} | {overrides} | {r['alpha_pointing']:.3f} | {r['raw_pointing']:.3f} | {blind} "
+                     f"| {r['i2r_R@10']:.1f} | {r['r2i_R@10']:.1f} | {r['auroc_trained']:.3f} / "
+                     f"{r['auroc_untrained']:.3f} | {share} | {top} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", help="levers to run (default: those not yet logged)")
     ap.add_argument("--log", default="bench/demo_levers.jsonl")
     ap.add_argument("--root", default="runs/levers")
     ap.add_argument("--owners", action="store_true", help="region owners of the logged runs instead")
+    ap.add_argument("--table", action="store_true", help="print bench/RESULTS.md's table from the logs")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(_read_jsonl(Path(args.log)), _read_jsonl(Path(args.log).with_name("demo_levers_owners.jsonl"))))
+        return
     if args.owners:
-        rows = [json.loads(line) for line in Path(args.log).read_text().splitlines()]
+        rows = _read_jsonl(Path(args.log))
         lines = [json.dumps({"lever": r["lever"], **owners_of_run(Path(args.root) / r["lever"])}) for r in rows]
         Path(args.log).with_name("demo_levers_owners.jsonl").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))

@@ -44,3 +44,15 @@ def test_every_logged_lever_is_still_defined_with_the_overrides_it_ran():
     for line in (BENCH.parent / "demo_levers.jsonl").read_text().splitlines():
         row = json.loads(line)
         assert bench.LEVERS[row["lever"]] == row["overrides"], row["lever"]
+
+
+def test_the_results_table_joins_the_two_logs_by_lever():
+    lever = {"lever": "steps_600", "overrides": ["train.steps=600"], "alpha_pointing": 0.1236, "raw_pointing": 0.4632,
+             "i2r_R@10": 40.0, "r2i_R@10": 43.5, "auroc_trained": 0.8741, "auroc_untrained": 0.6895, "seconds": 215.2}
+    other = {**lever, "lever": "baseline", "overrides": []}
+    owners = [{"lever": "steps_600", "owner_share": 0.968, "blind_pointing": 0.45,
+               "owners": [["are", 15.9], ["is", 10.4], ["right", 7.6], ["no", 5.0]]}]
+    lines = _load_bench().markdown_table([lever, other], owners).splitlines()
+    assert lines[2] == ("| steps_600 | `train.steps=600` | 0.124 | 0.463 | 0.450 | 40.0 | 43.5 | 0.874 / 0.690 "
+                        "| 0.968 | are 15.9, is 10.4, right 7.6 | 215 |")
+    assert lines[3].startswith("| baseline | (none) | 0.124 | 0.463 | - |")       # no owner row yet
