@@ -53,6 +53,10 @@ LEVERS: dict[str, list[str]] = {
                                       "model.text.local_units=sentences"],
     "steps_600_cosine_5_sentences": ["train.steps=600", "model.score.cosine_scale=5",
                                      "model.text.local_units=sentences"],
+    "steps_600_cosine_20_sentences_seed43": ["train.steps=600", "model.score.cosine_scale=20",
+                                             "model.text.local_units=sentences", "train.seed=43"],
+    "steps_600_cosine_20_sentences_seed44": ["train.steps=600", "model.score.cosine_scale=20",
+                                             "model.text.local_units=sentences", "train.seed=44"],
 }
 
 
