@@ -3,6 +3,7 @@
     python bench/demo_levers.py                      # every lever not yet in the log
     python bench/demo_levers.py --only lr_2e-3 baseline
     python bench/demo_levers.py --owners             # region owners and blind pointing of the runs
+    python bench/demo_levers.py --owners --only steps_600   # ... of some runs, keeping the other rows
     python bench/demo_levers.py --table              # the table of bench/RESULTS.md
 
 Each lever runs ``python -m joimternet_lite demo --config demo_cpu train.steps=300`` (the budget
@@ -152,13 +153,17 @@ def main() -> None:
     ap.add_argument("--owners", action="store_true", help="region owners of the logged runs instead")
     ap.add_argument("--table", action="store_true", help="print bench/RESULTS.md's table from the logs")
     args = ap.parse_args()
+    owners_log = Path(args.log).with_name("demo_levers_owners.jsonl")
     if args.table:
-        print(markdown_table(_read_jsonl(Path(args.log)), _read_jsonl(Path(args.log).with_name("demo_levers_owners.jsonl"))))
+        print(markdown_table(_read_jsonl(Path(args.log)), _read_jsonl(owners_log)))
         return
-    if args.owners:
-        rows = _read_jsonl(Path(args.log))
-        lines = [json.dumps({"lever": r["lever"], **owners_of_run(Path(args.root) / r["lever"])}) for r in rows]
-        Path(args.log).with_name("demo_levers_owners.jsonl").write_text("\n".join(lines) + "\n")
+    if args.owners:  # with --only, only those runs are read again; the other rows are kept
+        known = {r["lever"]: r for r in _read_jsonl(owners_log)}
+        for r in _read_jsonl(Path(args.log)):
+            if not args.only or r["lever"] in args.only:
+                known[r["lever"]] = {"lever": r["lever"], **owners_of_run(Path(args.root) / r["lever"])}
+        lines = [json.dumps(known[r["lever"]]) for r in _read_jsonl(Path(args.log)) if r["lever"] in known]
+        owners_log.write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return
     log = Path(args.log)
