@@ -123,6 +123,16 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
             "blind_pointing": round(next(r["hit"] for r in blind if r["words"] == "phrase" and r["type"] == "all"), 3)}
 
 
+def owner_rows(levers: list[dict], known: list[dict], only: list[str] | None, measure) -> list[dict]:
+    """The owners log in the levers' order: ``measure(lever)`` for the levers in ``only`` (all when
+    None), the ``known`` rows for the others (a lever with neither is left out)."""
+    by_lever = {r["lever"]: r for r in known}
+    for r in levers:
+        if not only or r["lever"] in only:
+            by_lever[r["lever"]] = {"lever": r["lever"], **measure(r["lever"])}
+    return [by_lever[r["lever"]] for r in levers if r["lever"] in by_lever]
+
+
 def markdown_table(levers: list[dict], owners: list[dict]) -> str:
     """bench/RESULTS.md's lever table from the two logs (``--table``)."""
     owned = {row["lever"]: row for row in owners}
@@ -157,14 +167,11 @@ def main() -> None:
     if args.table:
         print(markdown_table(_read_jsonl(Path(args.log)), _read_jsonl(owners_log)))
         return
-    if args.owners:  # with --only, only those runs are read again; the other rows are kept
-        known = {r["lever"]: r for r in _read_jsonl(owners_log)}
-        for r in _read_jsonl(Path(args.log)):
-            if not args.only or r["lever"] in args.only:
-                known[r["lever"]] = {"lever": r["lever"], **owners_of_run(Path(args.root) / r["lever"])}
-        lines = [json.dumps(known[r["lever"]]) for r in _read_jsonl(Path(args.log)) if r["lever"] in known]
-        owners_log.write_text("\n".join(lines) + "\n")
-        print("\n".join(lines))
+    if args.owners:
+        rows = owner_rows(_read_jsonl(Path(args.log)), _read_jsonl(owners_log), args.only,
+                          lambda name: owners_of_run(Path(args.root) / name))
+        owners_log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print(owners_log.read_text(), end="")
         return
     log = Path(args.log)
     done = {json.loads(line)["lever"] for line in log.read_text().splitlines()} if log.exists() else set()

@@ -56,3 +56,18 @@ def test_the_results_table_joins_the_two_logs_by_lever():
     assert lines[2] == ("| steps_600 | `train.steps=600` | 0.124 | 0.463 | 0.450 | 40.0 | 43.5 | 0.874 / 0.690 "
                         "| 0.968 | are 15.9, is 10.4, right 7.6 | 215 |")
     assert lines[3].startswith("| baseline | (none) | 0.124 | 0.463 | - |")       # no owner row yet
+
+
+def test_owner_rows_measure_only_the_chosen_levers_and_keep_the_others():
+    levers = [{"lever": name} for name in ("a", "b", "c")]
+    known = [{"lever": "b", "owner_share": 0.5}, {"lever": "a", "owner_share": 0.1}]
+    measured = []
+
+    def measure(name):
+        measured.append(name)
+        return {"owner_share": 0.9}
+
+    rows = _load_bench().owner_rows(levers, known, ["b"], measure)
+    assert measured == ["b"]
+    assert rows == [{"lever": "a", "owner_share": 0.1}, {"lever": "b", "owner_share": 0.9}]   # c: never measured
+    assert [r["lever"] for r in _load_bench().owner_rows(levers, known, None, measure)] == ["a", "b", "c"]
