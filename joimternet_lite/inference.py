@@ -152,6 +152,8 @@ class ImageTextInference:
         """Each word's map over the image's region grid: ``alpha`` (the DAMSM attention of S_w),
         ``raw`` (word-region dot products softmaxed over the regions) or ``blind`` (the baseline
         that reads no word: the region lengths, the same map for every word)."""
+        from .models.similarity import spread_to_words
+
         if kind not in MAP_KINDS:
             raise InferenceError(f"kind {kind!r}: use one of {MAP_KINDS}")
         words = [w for w, _ in split_words(text)]
@@ -164,8 +166,7 @@ class ImageTextInference:
         with torch.inference_mode():
             maps = self.model.similarity.maps(regions.to(self.device), report.words.to(self.device),
                                               report.lengths.to(self.device), kind)
-        if report.units is not None:  # sentence units: a word's map is its sentence's
-            maps = maps.gather(1, report.units.to(self.device)[..., None].expand_as(maps))
+        maps = spread_to_words(maps, report.units.to(self.device))  # sentence units: the sentence's map
         kept = min(len(words), int(report.lengths[0]))  # the last valid word vector is [SEP]
         gh, gw = self.model.grid
         return WordMaps(words[:kept], maps[0, :kept].float().cpu().view(kept, gh, gw), kind, prepared)

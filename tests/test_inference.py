@@ -130,6 +130,24 @@ def test_word_maps_are_the_models_maps_of_each_word(engine, files):
         torch.testing.assert_close(found.maps.flatten(1).sum(1), torch.ones(len(found.words)))
 
 
+def test_with_sentence_units_each_word_gets_its_sentences_map(engine, files, tiny_run):
+    # the tiny model's weights with sentence units switched on (the option adds no weights)
+    model = JoImTeRNet.from_pretrained(tiny_run[0])
+    model.text_encoder.local_units = "sentences"
+    sentences = ImageTextInference(model, device="cpu", batch_size=2)
+    text, groups = "Small left pleural effusion. Heart size normal.", [[0, 1, 2, 3], [4, 5, 6]]
+    image = files["synth"][0]
+    regions = _by_hand(engine, image).regions
+    words = engine.embed_reports([text]).words[0]            # word-level vectors, same weights
+    pooled = torch.stack([words[g].mean(dim=0) for g in groups])[None]
+    for kind in ("alpha", "raw"):
+        want = word_region_maps(regions, pooled, torch.tensor([2]), kind, model.similarity.score.gamma1)[0]
+        found = sentences.word_maps(image, text, kind).maps.flatten(1)
+        for s, group in enumerate(groups):
+            for k in group:
+                torch.testing.assert_close(found[k], want[s], rtol=1e-4, atol=1e-6)
+
+
 def test_word_map_figure_is_written(engine, files, tmp_path):
     out = engine.plot_word_maps(files["synth"][0], TEXTS[0], "raw", out=tmp_path / "maps.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

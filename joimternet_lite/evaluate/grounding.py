@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..data.tokenizer import sentence_of_words, split_words
+from ..models.similarity import spread_to_words
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ def word_maps_for(model, tokenizer, regions: torch.Tensor, pairs: list[tuple[int
         with torch.no_grad():
             maps = model.similarity.maps(regions[rows].to(device), text_side["words"].to(device),
                                          text_side["lengths"].to(device), kind=kind)
-        maps = maps.gather(1, text_side["units"].to(device)[..., None].expand_as(maps))
+        maps = spread_to_words(maps, text_side["units"].to(device))
         out += [m[:n].float().cpu() for m, n in zip(maps, text_side["lengths"].tolist(), strict=True)]
     return out
 

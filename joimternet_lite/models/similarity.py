@@ -38,9 +38,9 @@ score unit-length regions and word vectors of length ``cosine_scale``
 cos(e_i, v_j): a word cannot win the softmax over words by its length alone. Steps 3-5 are
 unchanged (the cosine in step 5 ignores lengths).
 
-gamma1, gamma2, the chunk size and the cosine scale come from one :class:`~joimternet_lite.config.ScoreConfig`, which
-the model's :class:`Similarity` holds (``model.similarity.score``); the plain functions default to
-its values.
+gamma1, gamma2, the chunk size and the cosine scale come from one
+:class:`~joimternet_lite.config.ScoreConfig`, which the model's :class:`Similarity` holds
+(``model.similarity.score``); the plain functions default to its values.
 """
 
 from __future__ import annotations
@@ -205,6 +205,13 @@ def word_region_maps(
         raise ValueError(f"kind {kind!r}: use 'alpha' (DAMSM attention), 'raw' (dot-product softmax) "
                          "or 'blind' (region lengths, no words)")
     return maps * valid[..., None]
+
+
+def spread_to_words(maps: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """(B, L, R) maps of the rows that hold the vectors, (B, L) long ``units`` (``TextOutput.units``:
+    the row holding word k's vector) -> (B, L, R) with row k the map of row ``units[:, k]``. With
+    sentence units every word gets its sentence's map; with word units (k itself) nothing changes."""
+    return maps.gather(1, units[..., None].expand_as(maps))
 
 
 def local_similarity_reference(
