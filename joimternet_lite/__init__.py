@@ -8,8 +8,8 @@ The public API (typed signatures and a runnable example in docs/API.md):
   ``plot_word_maps`` (``joimternet_lite.inference``); :class:`InferenceError`;
 - :class:`ImageIndex` and :func:`search_images`: an on-disk embedding index of an image folder
   (``joimternet_lite.search``); :class:`SearchError`;
-- :func:`global_similarity`, :func:`local_similarity`, :func:`word_region_maps`
-  (``joimternet_lite.models.similarity``);
+- :func:`global_similarity`, :func:`local_similarity`, :func:`word_region_maps`,
+  :func:`spread_to_words` (``joimternet_lite.models.similarity``);
 - ``joimternet_lite.evaluate.retrieval_metrics``; :func:`region_owners`, who wins each region in the
   alpha attention (``joimternet_lite.evaluate.grounding``);
 - the command line, ``python -m joimternet_lite --help``.
@@ -38,6 +38,7 @@ _EXPORTS = {
     "global_similarity": "models.similarity",
     "local_similarity": "models.similarity",
     "word_region_maps": "models.similarity",
+    "spread_to_words": "models.similarity",
     "region_owners": "evaluate.grounding",
 }
 
