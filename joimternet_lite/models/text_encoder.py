@@ -178,10 +178,7 @@ def sentence_vectors(words: torch.Tensor, sentence_ids: torch.Tensor) -> tuple[t
     without a sentence, whose row is zero). Taught in notebook 11.
     """
     num = int(sentence_ids.max()) + 1 if sentence_ids.numel() else 0
-    slots = torch.arange(max(num, 1), device=words.device)
-    member = sentence_ids[:, None, :] == slots[None, :, None]                        # (B, S, W)
-    counts = member.sum(-1, keepdim=True)
-    means = (member.to(words.dtype) @ words) / counts.clamp_min(1)                   # (B, S, D)
+    means, member = _group_means(words, sentence_ids, max(num, 1))                   # (B, S, D), (B, S, W)
     first = member.to(torch.uint8).argmax(dim=-1)                                    # (B, S), 0 when empty
     # an empty sentence adds a zero vector at position 0, which changes nothing
     pooled = torch.zeros_like(words).scatter_add(1, first[..., None].expand_as(means), means)
@@ -197,11 +194,16 @@ def pool_subwords(states: torch.Tensor, word_ids: torch.Tensor) -> tuple[torch.T
     would be zero vectors.
     """
     num_words = states.shape[1] - 1  # never more words than tokens after [CLS]
-    slots = torch.arange(num_words, device=word_ids.device)
-    membership = (word_ids[:, None, :] == slots[None, :, None]).to(states.dtype)  # (B, W, L)
-    counts = membership.sum(-1, keepdim=True).clamp_min(1)
-    lengths = word_ids.max(dim=1).values + 1
-    return (membership @ states) / counts, lengths
+    means, _ = _group_means(states, word_ids, num_words)
+    return means, word_ids.max(dim=1).values + 1
+
+
+def _group_means(values: torch.Tensor, group_ids: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, H) values, (B, N) group of each (-1: none) -> the mean of each group 0..num_groups - 1
+    (B, G, H), zero for an empty group, and the membership (B, G, N) bool."""
+    slots = torch.arange(num_groups, device=group_ids.device)
+    member = group_ids[:, None, :] == slots[None, :, None]
+    return (member.to(values.dtype) @ values) / member.sum(-1, keepdim=True).clamp_min(1), member
 
 
 def mlm_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab_size: int,
