@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import UserError
@@ -120,6 +120,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Write ``model``'s weights to ``path`` (safetensors), each tied tensor once, byte-reproducibly.
+
+    ``safetensors.torch.save_model`` records each dropped tied name as a metadata key, and safetensors
+    writes metadata keys in a random order: two saves of one state would differ in their sha256.
+    ``load_model`` re-ties from the model's own sharing and needs no such record.
+    """
+    tensors, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+        if tensor.numel() and where in seen:
+            continue  # a tied copy: the same memory under a second name
+        seen.add(where)
+        tensors[name] = tensor.contiguous()
+    save_file(tensors, str(path), metadata={"format": "joimternet_lite"})
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, *,
                     optimizer: torch.optim.Optimizer | None = None, scheduler=None, scaler=None,
                     progress: dict | None = None, rng: tuple[dict, dict] | None = None,
@@ -137,7 +154,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, *,
     rng_tensors, rng_meta = rng if rng is not None else rng_snapshot()
     optim_tensors, optim_meta = _split_optimizer(optimizer) if optimizer is not None else ({}, None)
     with _removed_on_failure(folder, MODEL_FILE), atomic_path(folder / MODEL_FILE) as tmp:
-        save_model(model, str(tmp), metadata={"format": "joimternet_lite", "step": str(step)})
+        save_weights(model, tmp)
     with _removed_on_failure(folder, TENSORS_FILE), atomic_path(folder / TENSORS_FILE) as tmp:
         save_file({**rng_tensors, **optim_tensors}, str(tmp))
     files = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}

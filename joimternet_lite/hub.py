@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from huggingface_hub import ModelHubMixin, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-from safetensors.torch import save_model
 
 from . import checkpoint as ckpt
 from .atomic import atomic_path, atomic_write_text
@@ -151,7 +150,7 @@ def write_folder(model, folder: Path) -> None:
     info = _require_provenance(model)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / ckpt.MODEL_FILE) as tmp:
-        save_model(model, str(tmp), metadata={"format": LIBRARY})
+        ckpt.save_weights(model, tmp)
     info.tokenizer.save_pretrained(str(folder))
     if model.text_encoder.pretrained:  # the pretrained text tower is rebuilt from this folder on load
         model.text_encoder.bert.save_pretrained(str(folder / TEXT_ENCODER_DIR))

@@ -91,6 +91,18 @@ def test_written_files_are_safetensors_and_json(tmp_path):
     assert state["config"] == {"name": "x"} and set(state["files"]) == {"model.safetensors", "trainer.safetensors"}
 
 
+def test_the_same_state_gives_the_same_bytes(tmp_path):
+    """Identical runs report identical sha256s: no field of the files may depend on hash order."""
+    model, opt = _fresh()
+    _train(model, opt, 2)
+    digests, rng = set(), ckpt.rng_snapshot()
+    for i in range(8):  # safetensors orders a header's metadata by a per-call random hash
+        folder = ckpt.save_checkpoint(tmp_path / str(i), 2, model, optimizer=opt, rng=rng)
+        state = json.loads((folder / ckpt.STATE_FILE).read_text())
+        digests.add(tuple(state["files"][name]["sha256"] for name in (ckpt.MODEL_FILE, ckpt.TENSORS_FILE)))
+    assert len(digests) == 1
+
+
 def test_loading_never_unpickles(tmp_path, monkeypatch):
     model, opt = _fresh()
     _train(model, opt, 1)
@@ -144,7 +156,7 @@ def test_vocabulary_mismatch_names_the_file_and_the_fix(tmp_path):
     _save_steps(tmp_path, [1])
     folder = ckpt.checkpoint_dir(tmp_path, 1)
     with pytest.raises(CheckpointError, match=r"model\.safetensors does not fit.*vocabulary of 13.*"
-                                              r"head\.weight: file \(11, 6\) vs model \(13, 6\).*tokenizer"):
+                                              r"text_encoder\.weight: file \(11, 6\) vs model \(13, 6\).*tokenizer"):
         ckpt.load_weights(folder, Tiny(vocab=13), vocab_size=13)
 
 
@@ -172,15 +184,18 @@ def test_tensor_files_follow_the_umask_like_every_other_output(tmp_path):
     assert modes == {"model.safetensors": 0o644, "trainer.safetensors": 0o644, "trainer.json": 0o644}
 
 
-@pytest.mark.parametrize("writer", ["save_model", "save_file"])
-def test_a_full_disk_names_the_path_and_leaves_the_older_checkpoint_loadable(tmp_path, monkeypatch, writer):
+@pytest.mark.parametrize("failing", ["model.safetensors", "trainer.safetensors"])
+def test_a_full_disk_names_the_path_and_leaves_the_older_checkpoint_loadable(tmp_path, monkeypatch, failing):
     model, opt = _fresh()
     ckpt.save_checkpoint(tmp_path, 1, model, optimizer=opt)
+    real = ckpt.save_file
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def full(tensors, path, metadata=None):
+        if f"{failing}." in path:  # the atomic writer's temporary name starts with the file's
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(ckpt, writer, full)
+    monkeypatch.setattr(ckpt, "save_file", full)
     with pytest.raises(ckpt.CheckpointWriteError, match=r"step_000002.*disk is full.*--resume") as err:
         ckpt.save_checkpoint(tmp_path, 2, model, optimizer=opt)
     assert isinstance(err.value, UserError)
@@ -196,7 +211,7 @@ def test_safetensors_file_too_large_error_is_reported_as_a_full_disk(tmp_path, m
         raise SafetensorError("Error while serializing: IoError(Os { code: 27, kind: FileTooLarge, "
                               "message: \"File too large\" })")
 
-    monkeypatch.setattr(ckpt, "save_model", too_large)
+    monkeypatch.setattr(ckpt, "save_file", too_large)
     with pytest.raises(ckpt.CheckpointWriteError, match=r"model\.safetensors.*disk is full"):
         ckpt.save_checkpoint(tmp_path, 1, _fresh()[0])
 

@@ -327,17 +327,17 @@ def test_an_out_dir_that_is_not_writable_names_the_key_and_the_path(tmp_path):
 
 def test_a_full_disk_while_checkpointing_stops_clearly_and_resume_recovers(tmp_path, monkeypatch):
     tiny_run(tiny_config(tmp_path / "a", "train.steps=4"))
-    real = ckpt.save_model
+    real = ckpt.save_weights
 
-    def full_at_step_4(model, path, metadata=None):
-        if metadata["step"] == "4":
+    def full_at_step_4(model, path):
+        if "step_000004" in str(path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(model, path, metadata=metadata)
+        real(model, path)
 
-    monkeypatch.setattr(ckpt, "save_model", full_at_step_4)
+    monkeypatch.setattr(ckpt, "save_weights", full_at_step_4)
     with pytest.raises(ckpt.CheckpointWriteError, match=r"step_000004.*model\.safetensors.*disk is full"):
         tiny_run(tiny_config(tmp_path / "b", "train.steps=4"))
-    monkeypatch.setattr(ckpt, "save_model", real)
+    monkeypatch.setattr(ckpt, "save_weights", real)
     tiny_run(tiny_config(tmp_path / "b", "train.steps=4"), resume=True)
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
 
