@@ -103,6 +103,19 @@ def test_the_same_state_gives_the_same_bytes(tmp_path):
     assert len(digests) == 1
 
 
+def test_weights_written_by_save_model_still_load_and_stay_tied(tmp_path):
+    """Files of earlier versions (safetensors' save_model, which kept head.weight) load unchanged."""
+    from safetensors.torch import save_model
+
+    model, opt = _fresh()
+    _train(model, opt, 2)
+    save_model(model, str(tmp_path / "old.safetensors"))
+    other = _fresh(seed=2)[0]
+    ckpt.load_weights(tmp_path / "old.safetensors", other)
+    assert other.head.weight is other.text_encoder.weight
+    assert torch.equal(other.head.weight, model.head.weight)
+
+
 def test_loading_never_unpickles(tmp_path, monkeypatch):
     model, opt = _fresh()
     _train(model, opt, 1)
