@@ -226,6 +226,8 @@ def test_resumed_run_ends_with_the_same_weights_and_logs(tmp_path):
     resumed = tiny_run(tiny_config(tmp_path / "b", *options), resume=True, dataset=TinyStudies(12))
     assert straight.steps == resumed.steps == 4
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    last = Path("checkpoints", "step_000004", ckpt.MODEL_FILE)  # byte for byte: report.md's sha256 agrees
+    assert (tmp_path / "a" / last).read_bytes() == (tmp_path / "b" / last).read_bytes()
     lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     straight_lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]  # the killed run's lines after step 2 were replaced
