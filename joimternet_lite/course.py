@@ -15,7 +15,6 @@ import os
 import types
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import torch
 
@@ -65,6 +64,8 @@ def import_definitions(notebook: str | Path, names: list[str] | None = None) -> 
     Cells that train, plot or load data are skipped, so this runs in a second. Within a cell,
     only top-level ``import``, ``def`` and ``class`` statements (and constants in ALL_CAPS) are kept.
     """
+    import nbformat  # the notebook extra; `env` and the other commands import this module without it
+
     nb = nbformat.read(str(notebook), as_version=4)
     module = types.ModuleType(Path(notebook).stem)
     kept = []

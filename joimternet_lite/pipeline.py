@@ -17,7 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .atomic import atomic_write_text
-from .config import Config, from_dict, to_dict
+from .config import Config, flatten, from_dict, to_dict
 from .data.dataset import load_training_data, make_dataloader, make_dataset
 from .device import pick_device
 from .evaluate import (
@@ -189,7 +189,5 @@ def run_config(state: dict, folder: Path, command: Config) -> Config:
 
 def ignored_settings(run: Config, command: Config) -> list[str]:
     """Dotted keys whose command-line value differs from the run's (the run's value is used)."""
-    import pandas as pd
-
-    ran, asked = (pd.json_normalize(to_dict(c), sep=".").iloc[0].to_dict() for c in (run, command))
+    ran, asked = (flatten(to_dict(c)) for c in (run, command))
     return sorted(k for k in asked if not k.startswith("eval.") and str(asked[k]) != str(ran.get(k)))
