@@ -157,3 +157,13 @@ def test_openi_preset_trains_on_a_prepared_openi_manifest_with_the_cache(tmp_pat
     metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 2
     assert raw_before == sorted((p.relative_to(tmp_path), p.stat().st_size) for p in (tmp_path / "openi_raw").rglob("*"))
+
+
+def test_ignored_settings_names_the_dotted_keys_the_run_overrides_except_eval():
+    from joimternet_lite.config import load_config
+    from joimternet_lite.pipeline import ignored_settings
+
+    run = load_config("demo_cpu", ["train.steps=600", "model.image.grid=8"])
+    asked = load_config("demo_cpu", ["train.steps=10", "model.image.grid=4", "eval.bootstrap=7"])
+    assert ignored_settings(run, asked) == ["model.image.grid", "train.steps"]
+    assert ignored_settings(run, run) == []
