@@ -352,18 +352,22 @@ class TrainingSkips:
     Each entry is ``{"kind": "unreadable", "study_id", "reason"}``, the reason as the dataset gave it
     (the file and the problem). The list is rewritten to ``skipped_samples.jsonl`` whenever it grows,
     so it is on disk however the run stops; more than ``data.max_skip_fraction`` of the dataset
-    fails the run.
+    fails the run. The studies the dataset left out (``excluded``: no frontal image) are listed there
+    too, as ``no_frontal_image``, and never counted.
     """
 
     KIND = "unreadable"
 
     def __init__(self, out_dir: Path, dataset_size: int, max_fraction: float, is_main: bool,
-                 entries: list[dict] | None = None):
+                 entries: list[dict] | None = None, excluded: list[tuple[str, str]] = ()):
         self.path = out_dir / "skipped_samples.jsonl"
         self.total, self.max_fraction, self.is_main = dataset_size, max_fraction, is_main
         self.log = SkipLog()
-        self.log.entries = list(entries or [])
+        self.log.entries = [e for e in entries or [] if e["kind"] == self.KIND]
         self.seen = {e["study_id"] for e in self.log.entries}
+        self.log.entries += [{"kind": "no_frontal_image", "study_id": sid, "reason": reason} for sid, reason in excluded]
+        if excluded and is_main:
+            self.log.write(self.path)
 
     def add(self, skipped: list[tuple[str, str]]) -> None:
         """Record ``(study_id, reason)`` pairs not seen before; fail past the allowed fraction."""
@@ -403,7 +407,8 @@ def save(engine: Engine, run_dir: Path, step: int, progress: dict, rng=None, voc
 
 def progress_of(stream: BatchStream, nan_skips: int, skips: TrainingSkips) -> dict:
     """What a checkpoint stores of the run's position: data position, NaN skips, skipped studies."""
-    return {**stream.position(), "nan_skips": nan_skips, "skipped": list(skips.log.entries)}
+    return {**stream.position(), "nan_skips": nan_skips,
+            "skipped": [e for e in skips.log.entries if e["kind"] == skips.KIND]}
 
 
 def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: TrainingSkips, step: int, nan_skips: int,
@@ -544,8 +549,11 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
         if tokenizer is not None:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
     runlog = RunLog(run_dir, info.is_main, step, cfg.train.steps)
+    excluded = getattr(dataloader.dataset, "excluded", [])
     skips = TrainingSkips(run_dir, len(dataloader.dataset), cfg.data.max_skip_fraction, info.is_main,
-                          progress.get("skipped"))
+                          progress.get("skipped"), excluded)
+    if excluded and info.is_main:
+        print(dataloader.dataset.exclusion_note("training studies"))
     model.train()
     try:
         step, metrics, nan_skips = run_loop(engine, stream, runlog, skips, step, progress.get("nan_skips", 0), vocab_size)

@@ -58,9 +58,15 @@ def test_eval_item_is_the_first_frontal_image_normalised(root):
     assert math.isnan(item["labels"][0])
 
 
-def test_study_without_frontal_image_is_a_counted_skip(root):
+def test_study_without_frontal_image_is_excluded_and_listed_not_skipped(root):
     ds = make_dataset(_cfg(root), load_manifest(root), split="train", train=False)
-    assert ds[2] == {"skipped": ("s3", "no frontal image")}
+    assert len(ds) == 2 and [ds[i]["study_id"] for i in range(2)] == ["s0", "s1"]
+    assert ds.excluded == [("s3", "no frontal image")]
+    assert ds.exclusion_note("training studies").startswith("1 of 3 training studies have no frontal image")
+    cfg = _cfg(root)
+    cfg.data.frontal_only = False  # laterals allowed: nothing is left out, s3 reads its lateral (black) film
+    every = make_dataset(cfg, load_manifest(root), split="train", train=False)
+    assert every.excluded == [] and torch.all(every[2]["image"] == -1)
 
 
 def test_corrupt_image_is_skipped_with_its_name(root):
@@ -77,10 +83,10 @@ def test_collate_pads_and_reports_skips(root):
     manifest = load_manifest(root)
     tok = build_tokenizer(manifest["text"], min_frequency=1)
     ds = make_dataset(_cfg(root), manifest, split=None, train=False)
-    batch = Collate(tok)([ds[0], ds[3], ds[2]])
+    batch = Collate(tok)([ds[0], {"skipped": ("s9", "unreadable")}, ds[2]])
     assert batch["images"].shape == (2, 1, 16, 16)
     assert batch["study_ids"] == ["s0", "s2"]
-    assert batch["skipped"] == [("s3", "no frontal image")]
+    assert batch["skipped"] == [("s9", "unreadable")]
     assert batch["input_ids"].shape == batch["attention_mask"].shape
     assert batch["attention_mask"].sum(1).tolist() == [5, 5]
     assert batch["index"].tolist() == [0, 2]

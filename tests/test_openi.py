@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -188,7 +189,7 @@ def test_overlong_and_bad_reports_are_counted_skips_and_threshold_fails(nlm_tree
     (nlm_tree / "extra" / "8.xml").write_bytes(openi_xml(8, "word " * 10000, images=["CXR8_IM-0008-1001"]))
     Image.fromarray(film("frontal")).save(nlm_tree / "png" / "CXR8_IM-0008-1001.png")
     (nlm_tree / "extra" / "9.xml").write_bytes(b"<eCitation>\xff\xfe broken")
-    with pytest.raises(TooManySkipsError, match=r"skipped 4 of 7 reports .*overlong_report: 1.*skips.jsonl"):
+    with pytest.raises(TooManySkipsError, match=r"skipped 3 of 7 reports .*overlong_report: 1\).*skips.jsonl"):
         prepare_openi(nlm_tree, tmp_path / "out", max_skip_fraction=0.2)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["skips_by_kind"] == {"bad_report_xml": 1, "empty_report": 1, "missing_image": 1,
@@ -199,7 +200,8 @@ def test_cli_prepare_prints_summary_and_fails_on_threshold(nlm_tree, tmp_path, c
     assert prepare_main(["openi", "--source", str(nlm_tree), "--out", str(tmp_path / "o"),
                          "--max-skip-fraction", "0.5", "--dedeid", "keep"]) == 0
     out = capsys.readouterr().out
-    assert '"studies": 3' in out and "skipped 2 (empty_report: 1, missing_image: 1)" in out
+    assert '"studies": 3' in out
+    assert "skipped 1 of 5 reports (empty_report: 1); not counted (expected): missing_image: 1 in 1 reports" in out
     assert load_manifest(tmp_path / "o")[0]["findings"] == "Heart is XXXX enlarged."
     assert prepare_main(["openi", "--source", str(nlm_tree), "--out", str(tmp_path / "o2"),
                          "--max-skip-fraction", "0.1"]) == 1
@@ -296,3 +298,92 @@ def test_second_xml_with_same_uid_and_other_text_is_a_counted_skip(nlm_tree, tmp
     (conflict,) = [s for s in skipped if s["kind"] == "conflicting_report"]
     assert conflict["file"].endswith("NLMCXR_reports.tgz:ecgen-radiology/3.xml")
     assert "ecgen-radiology/3.xml" in conflict["reason"] and "uId 3" in conflict["reason"]
+
+
+@pytest.mark.parametrize("name, key", [
+    ("CXR1_1_IM-0001-3001", ("1", "IM-0001-3001")),  # NLM parentImage id of study 1
+    ("CXR1_1_IM-0001-3001.png", ("1", "IM-0001-3001")),  # NLM PNG
+    ("CXR1000_IM-0003-1001.png", ("1000", "IM-0003-1001")),
+    ("CXR1021_IM-0017-1001-0001.png", ("1021", "IM-0017-1001-0001")),
+    ("CXR128_IM-0186-82592001.png", ("128", "IM-0186-82592001")),
+    ("1_IM-0001-3001.dcm.png", ("1", "IM-0001-3001")),  # Kaggle images_normalized
+    ("images_normalized/1000_IM-0003-1001.dcm.png", ("1000", "IM-0003-1001")),
+    ("iu_xray/images/CXR1_1_IM-0001/0.png", ("1", "IM-0001/0")),  # R2Gen: folder per study, <k>.png
+    ("iu_xray/images/CXR2384_IM-0942/1.png", ("2384", "IM-0942/1")),
+    ("images/0.png", None), ("notes.png", None), ("CXR12.png", None),
+])
+def test_image_key_reads_every_layouts_names(name, key):
+    assert openi.image_key(name) == key
+
+
+def _nlm_source(root: Path, uids, present) -> Path:
+    """Reports for ``uids`` (two images each, study 1 with NLM's CXR1_1_ names) and the images of ``present``."""
+    (root / "png").mkdir(parents=True)
+    ids = {u: [f"CXR{u}{'_1' if u == 1 else ''}_IM-{u:04d}-{k}001" for k in (1, 2)] for u in uids}
+    with tarfile.open(root / "NLMCXR_reports.tgz", "w:gz") as tar:
+        for u in uids:
+            data = openi_xml(u, f"Finding {u}.", "Normal.", images=ids[u])
+            info = tarfile.TarInfo(f"ecgen-radiology/{u}.xml")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    for u in present:
+        for image_id, view in zip(ids[u], ("frontal", "lateral"), strict=True):
+            Image.fromarray(film(view)).save(root / "png" / f"{image_id}.png")
+    return root
+
+
+def test_study_1_links_its_cxr1_1_images(tmp_path):
+    summary = prepare_openi(_nlm_source(tmp_path / "src", [1, 2], [1, 2]), tmp_path / "out")
+    assert (summary["studies"], summary["images"], summary["images_without_reports"]) == (2, 4, 0)
+    assert summary["skips_by_kind"] == {}
+
+
+def test_partial_download_prepares_the_studies_it_has(tmp_path, capsys):
+    src = _nlm_source(tmp_path / "src", range(1, 11), [1, 4, 7])
+    summary = prepare_openi(src, tmp_path / "out")  # default --max-skip-fraction 0.1
+    assert (summary["reports"], summary["studies"], summary["skipped"]) == (10, 3, 0)
+    assert (summary["missing_images"], summary["studies_missing_images"], summary["reports_without_images"]) == (14, 7, 7)
+    out = capsys.readouterr().out
+    assert "missing: 14 images listed by the reports are not in the source, in 7 reports" in out
+    assert "skipped 0 of 10 reports; not counted (expected): missing_image: 14 in 7 reports" in out
+    assert sorted(load_manifest(tmp_path / "out")["study_id"]) == ["1", "4", "7"]
+
+
+def test_r2gen_layout_with_its_csv_names(tmp_path):
+    src = tmp_path / "r2gen"
+    (src / "iu_xray" / "images").mkdir(parents=True)
+    with open(src / "iu_reports.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["uid", "MeSH", "findings", "impression"], [1, "normal", "Clear.", "Normal."],
+                                 [2, "Cardiomegaly", "Big heart.", ""]])
+    (src / "iu_projections.csv").write_text("uid,filename,projection\n1,1_IM-0001-4001.dcm.png,Frontal\n")
+    for folder in ("CXR1_1_IM-0001", "CXR2_IM-0652"):
+        (src / "iu_xray" / "images" / folder).mkdir()
+        for k, view in enumerate(("frontal", "lateral")):
+            Image.fromarray(film(view)).save(src / "iu_xray" / "images" / folder / f"{k}.png")
+    summary = prepare_openi(src, tmp_path / "out")
+    assert (summary["studies"], summary["images"], summary["views_from"]) == (2, 4, "image_heuristic")
+    assert (summary["frontal"], summary["lateral"]) == (2, 2)  # the CSV names no R2Gen image: the classifier decides
+
+
+def test_prepare_refuses_a_foreign_out_folder_before_writing(nlm_tree, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("my work")
+    for dataset, source in (("openi", nlm_tree), ("mimic-cxr", nlm_tree)):
+        assert prepare_main([dataset, "--source", str(source), "--out", str(mine)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: {mine}: the folder is not empty") and "--overwrite" in err[-1]
+        assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]  # nothing written
+    assert prepare_main(["openi", "--source", str(nlm_tree), "--out", str(mine), "--overwrite",
+                         "--max-skip-fraction", "0.5"]) == 0
+    assert (mine / "thesis.txt").read_text() == "my work" and (mine / "manifest.json").exists()
+
+
+def test_prepare_reruns_into_its_own_folder_even_after_a_failure(nlm_tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(TooManySkipsError):
+        prepare_openi(nlm_tree, out, max_skip_fraction=0.0)  # leaves summary.json and skips.jsonl only
+    assert not (out / "manifest.json").exists() or json.loads((out / "manifest.json").read_text())["source"] == "openi"
+    prepare_openi(nlm_tree, out, max_skip_fraction=0.5)  # its own folder: no --overwrite needed
+    prepare_openi(nlm_tree, out, max_skip_fraction=0.5)
+    assert len(load_manifest(out)) == 3

@@ -4,6 +4,10 @@ One item is one study: one image (a random frontal image in training, the first 
 sorted path order in evaluation, so evaluation is deterministic) and its report text. Images that
 cannot be read are skipped, counted and returned in the batch's ``skipped`` list, so the trainer
 can summarise them and fail past ``data.max_skip_fraction``.
+
+With ``data.frontal_only`` a study that holds only lateral images (4 % of OpenI) is an expected
+exclusion, decided when the dataset is built: it is listed in ``StudyDataset.excluded`` with the
+reason ``no frontal image``, never read, and never counted toward ``data.max_skip_fraction``.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from .transforms import build_transforms, to_tensor
 
 log = logging.getLogger(__name__)
 
+NO_FRONTAL = "no frontal image"  # the reason listed for a study left out by data.frontal_only
+
 
 class StudyDataset(Dataset):
     """Studies of one split of a manifest.
 
     Item: ``{"image": (1, S, S) float in [-1, 1], "text": str, "labels": (14,) float with NaN for
     blank, "study_id": str, "index": int}``, or ``{"skipped": (study_id, reason)}`` when its image
-    cannot be read.
+    cannot be read. ``excluded``: ``(study_id, "no frontal image")`` for the studies left out (see
+    the module docstring).
     """
 
     def __init__(self, manifest: datasets.Dataset, root: str | Path, split: str | None, transform,
@@ -45,6 +52,25 @@ class StudyDataset(Dataset):
         self.train = train
         self.frontal_only = frontal_only
         self.image_cache = image_cache
+        self.excluded: list[tuple[str, str]] = []
+        if frontal_only:
+            self._exclude_lateral_only()
+
+    def _exclude_lateral_only(self) -> None:
+        """Drop the studies whose views hold neither a frontal nor an unknown image."""
+        usable = ["frontal" in v or "unknown" in v for v in self.rows["views"]]
+        if not all(usable):
+            ids = self.rows["study_id"]
+            self.excluded = [(sid, NO_FRONTAL) for sid, ok in zip(ids, usable, strict=True) if not ok]
+            self.rows = self.rows.select([i for i, ok in enumerate(usable) if ok])
+
+    def exclusion_note(self, what: str) -> str | None:
+        """One line on the excluded studies (None when there are none), for run logs."""
+        if not self.excluded:
+            return None
+        total = len(self.rows) + len(self.excluded)
+        return (f"{len(self.excluded)} of {total} {what} have no frontal image: left out as expected "
+                "(data.frontal_only=true; not counted toward data.max_skip_fraction)")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,8 +98,8 @@ class StudyDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.rows[index]
         path = self.choose_image(row)
-        if path is None:
-            return {"skipped": (row["study_id"], "no frontal image")}
+        if path is None:  # only without frontal_only: a study with no image at all
+            return {"skipped": (row["study_id"], "no image")}
         try:
             pixels = self.load_pixels(path)
         except ImageReadError as err:

@@ -33,6 +33,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from .errors import SourceError
 from .mimic_sections import split_sections
+from .out_folder import check_out_folder
 from .report_text import remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
@@ -151,7 +152,7 @@ def find_csv(source: Path, suffix: str) -> Path | None:
 def prepare_mimic(source: str | Path, out: str | Path, split: str = "official", uncertain: str = "zeros",
                   dedeid: str = "remove", seed: int = DEFAULT_SEED, max_skip_fraction: float = 0.1,
                   allow_missing_labels: bool = False, allow_missing_metadata: bool = False,
-                  verify_decode: bool = False) -> dict:
+                  verify_decode: bool = False, overwrite: bool = False) -> dict:
     """Build the manifest under ``out`` from a local MIMIC-CXR(-JPG) tree; return the summary counts.
 
     Every image is checked (:mod:`.verify`; ``verify_decode`` decodes each one too); a corrupt one
@@ -159,12 +160,14 @@ def prepare_mimic(source: str | Path, out: str | Path, split: str = "official", 
 
     A missing CheXpert label CSV (every label blank) or metadata CSV (every JPG view unknown, so
     laterals would train as frontal films) is an error unless the matching ``allow_missing_*`` is set.
+    ``out`` is checked before anything is written (:mod:`.out_folder`; ``overwrite`` skips the check).
     """
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise MimicError(f"{source}: source folder not found.\n{physionet_steps()}")
     if split not in SPLIT_CHOICES:
         raise MimicError(f"split {split!r}: use one of {SPLIT_CHOICES}")
+    check_out_folder(out, "mimic-cxr", overwrite)
     skips = SkipLog()
     studies = _find_studies(source)
     if not studies:
@@ -262,7 +265,7 @@ def _build_records(studies, meta, labels, dedeid, skips):
               "empty_sections": {"findings": 0, "impression": 0}}
     records = []
     for study_id, entry in sorted(studies.items()):
-        images = [p for p in entry["images"] if _nonempty_image(p, skips)]
+        images = [p for p in entry["images"] if _nonempty_image(p, study_id, skips)]
         if entry["report"] is None:
             counts["images_without_reports"] += len(entry["images"])
             continue
@@ -275,7 +278,7 @@ def _build_records(studies, meta, labels, dedeid, skips):
         parsed = parse_report(raw, dedeid)
         counts["empty_sections"]["findings"] += not parsed["findings"]
         counts["empty_sections"]["impression"] += not parsed["impression"]
-        if not usable_report_text(parsed["text"], str(entry["report"]), skips):
+        if not usable_report_text(parsed["text"], str(entry["report"]), skips, unit=study_id):
             continue
         counts["studies_without_labels"] += study_id not in labels
         records.append({
@@ -286,9 +289,9 @@ def _build_records(studies, meta, labels, dedeid, skips):
     return records, counts
 
 
-def _nonempty_image(path: Path, skips: SkipLog) -> bool:
+def _nonempty_image(path: Path, study_id: str, skips: SkipLog) -> bool:
     if path.stat().st_size == 0:
-        skips.add("empty_image", path, "zero-byte file; download it again (wget -c resumes)")
+        skips.add("empty_image", path, "zero-byte file; download it again (wget -c resumes)", unit=study_id)
         return False
     return True
 
@@ -316,6 +319,6 @@ def _summarise(counts, records, studies, skips, out, split, uncertain, ignored, 
         "unknown_view": views.count("unknown"), "split": split, "uncertain": uncertain,
         "splits": {s: sum(r["split"] == s for r in records) for s in ("train", "validate", "test")},
         "labels_from": str(label_csv) if label_csv else None, "ignored_label_columns": ignored,
-        **counts, "skipped": len(skips), "skips_by_kind": skips.counts(),
+        **counts, "skipped": skips.failed_units(), "skips_by_kind": skips.counts(),
         "skip_list": str(skips.write(out / "skips.jsonl")),
     }

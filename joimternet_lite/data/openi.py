@@ -3,12 +3,17 @@
 Taught in notebook 12. Accepted source layouts (any subset, in any sub-folders of ``source``):
 
 - reports: ``NLMCXR_reports.tgz`` (read in memory, never extracted) or its ``ecgen-radiology/*.xml``;
-  the Kaggle ``indiana_reports.csv`` is used only when there is no XML;
-- images: the NLM PNG folder (``CXR<uid>_IM-xxxx-yyyy.png``), the Kaggle ``images_normalized`` folder
-  (``<uid>_IM-xxxx-yyyy.dcm.png``), or ``NLMCXR_png.tgz`` (extracted safely into ``out/images``);
-- views: ``indiana_projections.csv`` when present, else the image classifier of :mod:`.views`.
+  the Kaggle ``indiana_reports.csv`` (or R2Gen's copy ``iu_reports.csv``) only when there is no XML;
+- images (``.png``, ``.jpg``, ``.jpeg``): the NLM PNG folder (``CXR<uid>_IM-xxxx-yyyy.png``, study 1
+  as ``CXR1_1_IM-0001-3001.png``), the Kaggle ``images_normalized`` folder
+  (``<uid>_IM-xxxx-yyyy.dcm.png``), R2Gen's ``iu_xray/images/CXR<uid>_IM-xxxx/<k>.png``, or
+  ``NLMCXR_png.tgz`` (extracted safely into ``out/images``);
+- views: ``indiana_projections.csv`` (or ``iu_projections.csv``) when it names the images, else the
+  image classifier of :mod:`.views`.
 
-Every linked image is checked (:mod:`.verify`, in parallel); a corrupt one is a counted skip.
+Every linked image is checked (:mod:`.verify`, in parallel); a corrupt one is a counted skip. An image
+a report lists but the source lacks (a partial download) is ``missing_image``: listed and reported in
+studies and in images, never counted toward ``max_skip_fraction``; the studies with images prepare.
 
 Decisions (written here because the paper is silent):
 
@@ -40,6 +45,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .errors import SourceError
+from .out_folder import check_out_folder
 from .report_text import DEDEID_CHOICES, clean_whitespace, remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
@@ -51,6 +57,8 @@ from .views import views_line
 SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 TEXT_CHOICES = ("findings_or_impression", "findings_impression", "impression")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+REPORT_CSV_NAMES = ("indiana_reports.csv", "iu_reports.csv")  # Kaggle's name, R2Gen copies'
+PROJECTION_CSV_NAMES = ("indiana_projections.csv", "iu_projections.csv")
 
 # MeSH major term (lower case, "Term/qualifier/...") -> label, matched at the start of the term.
 CHEXPERT_RULES: dict[str, tuple[str, ...]] = {
@@ -83,7 +91,9 @@ OPENI8_RULES: dict[str, tuple[str, ...]] = {
 }
 OPENI8_LABELS = tuple(OPENI8_RULES)
 
-_IMAGE_NAME = re.compile(r"^(?:CXR)?(?P<uid>\d+)_(?P<im>IM-\d+(?:-\d+)*)", re.IGNORECASE)
+# CXR1000_IM-0003-1001, CXR1_1_IM-0001-3001 (NLM: an image-set number may follow the uid), 1000_IM-0003-1001.dcm
+_IMAGE_NAME = re.compile(r"^(?:CXR)?(?P<uid>\d+)(?:_\d+)?_(?P<im>IM-\d+(?:-\d+)*)", re.IGNORECASE)
+_R2GEN_FILE = re.compile(r"^\d+$")  # R2Gen: iu_xray/images/CXR1000_IM-0003/0.png
 
 
 class OpenIError(SourceError):
@@ -142,16 +152,25 @@ def _parse_or_skip(data: bytes, source: str, skips: SkipLog) -> Iterator[OpenIRe
 
 
 def iter_report_csv(path: Path) -> Iterator[OpenIReport]:
-    """Reports from the Kaggle ``indiana_reports.csv`` (uid, MeSH, Problems, image, indication, ...)."""
-    for row in read_csv_table(path, ("uid",), "indiana_reports.csv").to_dict("records"):
+    """Reports from the Kaggle ``indiana_reports.csv`` or a copy (uid, MeSH, Problems, image, indication, ...)."""
+    for row in read_csv_table(path, ("uid",), path.name).to_dict("records"):
         sections = {name: clean_whitespace(row.get(name.lower(), "")) for name in SECTIONS}
         major = [t.strip() for t in row.get("MeSH", "").split(";") if t.strip()]
         yield OpenIReport(row["uid"].strip(), f"{path}:uid={row['uid']}", sections, major, [], [])
 
 
 def image_key(name: str) -> tuple[str, str] | None:
-    """``CXR1000_IM-0003-1001(.png)`` or ``1000_IM-0003-1001.dcm.png`` -> ('1000', 'IM-0003-1001')."""
-    m = _IMAGE_NAME.match(Path(name).name)
+    """(uid, IM part) of an image id, file name or path, None when it is no OpenI name.
+
+    ``CXR1000_IM-0003-1001(.png)``, ``1000_IM-0003-1001.dcm.png`` -> ('1000', 'IM-0003-1001');
+    ``CXR1_1_IM-0001-3001`` -> ('1', 'IM-0001-3001'); R2Gen ``CXR1000_IM-0003/0.png`` -> ('1000', 'IM-0003/0').
+    """
+    path = Path(name)
+    stem = path.name.split(".")[0]
+    if _R2GEN_FILE.match(stem):
+        m = _IMAGE_NAME.match(path.parent.name)
+        return (m["uid"], f"{m['im'].upper()}/{stem}") if m else None
+    m = _IMAGE_NAME.match(path.name)
     return (m["uid"], m["im"].upper()) if m else None
 
 
@@ -159,7 +178,7 @@ def index_images(folder: Path) -> dict[tuple[str, str], Path]:
     """Map (uid, IM part) -> file for every OpenI-named image under ``folder``."""
     found: dict[tuple[str, str], Path] = {}
     for path in files_under(folder, "*"):
-        if path.suffix.lower() in IMAGE_SUFFIXES and (key := image_key(path.name)):
+        if path.suffix.lower() in IMAGE_SUFFIXES and (key := image_key(str(path))):
             found.setdefault(key, path)
     return found
 
@@ -178,9 +197,9 @@ def link_image(image_id: str, images: dict[tuple[str, str], Path]) -> Path | Non
 
 
 def read_projections(path: Path) -> dict[tuple[str, str], str]:
-    """Kaggle ``indiana_projections.csv`` (uid, filename, projection) -> {(uid, IM part): view}."""
+    """Kaggle ``indiana_projections.csv`` or a copy (uid, filename, projection) -> {(uid, IM part): view}."""
     views = {}
-    table = read_csv_table(path, ("filename", "projection"), "indiana_projections.csv")
+    table = read_csv_table(path, ("filename", "projection"), path.name)
     for filename, projection in zip(table["filename"], table["projection"], strict=True):
         if key := image_key(filename):
             projection = projection.strip().lower()
@@ -216,10 +235,12 @@ def study_text(findings: str, impression: str, choice: str) -> str:
 
 def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findings_or_impression",
                   dedeid: str = "remove", seed: int = DEFAULT_SEED, max_skip_fraction: float = 0.1,
-                  publish_dir: str | Path | None = None, verify_decode: bool = False) -> dict:
+                  publish_dir: str | Path | None = None, verify_decode: bool = False,
+                  overwrite: bool = False) -> dict:
     """Parse ``source`` into a manifest under ``out``; return (and save as ``out/summary.json``) the counts.
 
-    Raw files are only read. ``publish_dir`` also writes the label and split files published under
+    Raw files are only read. ``out`` is checked first (:mod:`.out_folder`; ``overwrite`` skips the
+    check). ``publish_dir`` also writes the label and split files published under
     ``data_scripts/splits/`` (for every parsed report, with or without images).
     """
     source, out = Path(source), Path(out)
@@ -227,24 +248,56 @@ def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findi
         raise OpenIError(f"{source}: source folder not found. Download with data_scripts/download_openi.py")
     if text_choice not in TEXT_CHOICES or dedeid not in DEDEID_CHOICES:
         raise OpenIError(f"text_choice must be in {TEXT_CHOICES} and dedeid in {DEDEID_CHOICES}")
+    check_out_folder(out, "openi", overwrite)
     skips = SkipLog()
     reports = _load_reports(source, skips)
     images = _load_images(source, out)
-    projections = next((read_projections(p) for p in files_under(source, "indiana_projections.csv")), None)
+    projections, projections_csv = _load_projections(source, images)
     records, counts = _build_records(reports, images, projections, text_choice, dedeid, seed, skips)
+    _require_linked_images(source, records, reports, images, skips)
     records = drop_bad_images(records, skips, decode=verify_decode, classify_views=projections is None)
-    print(views_line([v for r in records for v in r["views"]],
-                     "indiana_projections.csv" if projections is not None else "the image classifier"))
+    print(views_line([v for r in records for v in r["views"]], projections_csv or "the image classifier"))
     if publish_dir is not None:
         publish_splits(reports, Path(publish_dir), seed)
     summary = _summarise(counts, reports, images, records, projections is not None, skips, out)
-    if records:
+    if records:  # every linked image may still fail the check
         save_manifest(records, out, source="openi", extra_features=_extra_features(), summary=summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if summary["missing_images"]:
+        print(missing_line(summary))
     total = len(reports) + sum(skips.counts().get(k, 0) for k in ("bad_report_xml", "conflicting_report"))
     print(skips.report(total, out / "skips.jsonl", "reports"))
     skips.check(total, max_skip_fraction, out / "skips.jsonl", "reports")
     return summary
+
+
+def _load_projections(source: Path, images: dict) -> tuple[dict | None, str | None]:
+    """Views from the first projections CSV that names at least one found image (R2Gen's image
+    names are not in it), and the CSV's name; (None, None) when there is none."""
+    for path in (p for name in PROJECTION_CSV_NAMES for p in files_under(source, name)):
+        views = read_projections(path)
+        if not images or views.keys() & images.keys():
+            return views, path.name
+    return None, None
+
+
+def _require_linked_images(source: Path, records: list, reports: list, images: dict, skips: SkipLog) -> None:
+    """An error when image files were found but no report could be linked to one: nothing to prepare."""
+    if records or not images:
+        return
+    raise OpenIError(
+        f"{source}: none of the {len(reports)} reports could be linked to an image file ({len(images)} "
+        f"OpenI-named images found, {skips.counts().get('missing_image', 0)} listed images missing). Put the "
+        "images beside the reports: .png/.jpg/.jpeg named CXR<uid>_IM-xxxx-yyyy (NLM), "
+        "<uid>_IM-xxxx-yyyy.dcm.png (Kaggle) or CXR<uid>_IM-xxxx/<k>.png (R2Gen), or NLMCXR_png.tgz")
+
+
+def missing_line(summary: dict) -> str:
+    """The ``prepare`` line on images the reports list but the source lacks (a partial download)."""
+    return (f"missing: {summary['missing_images']} images listed by the reports are not in the source, in "
+            f"{summary['studies_missing_images']} reports ({summary['reports_without_images']} reports have no image "
+            f"file at all and are left out; {summary['studies']} studies prepared). Listed in skips.jsonl as "
+            "missing_image; not counted toward --max-skip-fraction")
 
 
 def _load_reports(source: Path, skips: SkipLog) -> list[OpenIReport]:
@@ -252,13 +305,13 @@ def _load_reports(source: Path, skips: SkipLog) -> list[OpenIReport]:
     for report in iter_report_xml(source, skips):
         _add_once(reports, report, skips)
     if not reports:
-        for csv_path in files_under(source, "indiana_reports.csv"):
+        for csv_path in (p for name in REPORT_CSV_NAMES for p in files_under(source, name)):
             for report in iter_report_csv(csv_path):
                 _add_once(reports, report, skips)
     if not reports:
         raise OpenIError(
-            f"{source}: no OpenI reports found (expected NLMCXR_reports.tgz, ecgen-radiology/*.xml or "
-            "indiana_reports.csv). Download them with data_scripts/download_openi.py."
+            f"{source}: no OpenI reports found (expected NLMCXR_reports.tgz, ecgen-radiology/*.xml, "
+            f"{' or '.join(REPORT_CSV_NAMES)}). Download them with data_scripts/download_openi.py."
         )
     return sorted(reports.values(), key=lambda r: int(r.report_id) if r.report_id.isdigit() else r.report_id)
 
@@ -301,7 +354,7 @@ def _build_records(reports, images, projections, text_choice, dedeid, seed, skip
         findings = remove_deid(report.sections["FINDINGS"], dedeid)
         impression = remove_deid(report.sections["IMPRESSION"], dedeid)
         text = study_text(findings, impression, text_choice)
-        if not usable_report_text(text, report.source, skips):
+        if not usable_report_text(text, report.source, skips, unit=report.report_id):
             continue
         records.append({
             "study_id": report.report_id, "image_paths": [str(p.resolve()) for p in paths], "views": views,
@@ -321,11 +374,12 @@ def _report_images(report, images, projections, skips) -> tuple[list[Path], list
     for image_id in ids:
         path = link_image(image_id, images)
         if path is None:
-            if images:
-                skips.add("missing_image", image_id, f"report {report.source} lists it; no file matches")
+            if images:  # a reports-only source (publishing the splits) lacks every image, by design
+                skips.add("missing_image", image_id, f"report {report.source} lists it; no file matches",
+                          unit=report.report_id)
             continue
         if path.stat().st_size == 0:
-            skips.add("empty_image", path, "zero-byte file; copy or download it again")
+            skips.add("empty_image", path, "zero-byte file; copy or download it again", unit=report.report_id)
             continue
         paths.append(path)
         # Without the CSV the view stays "unknown" until drop_bad_images classifies the image.
@@ -342,9 +396,12 @@ def _summarise(counts, reports, images, records, had_projections, skips, out) ->
         "unknown_view": all_views.count("unknown"),
         "views_from": "projections_csv" if had_projections else "image_heuristic",
         "reports_without_images": counts["reports_without_images"],
+        "missing_images": skips.counts().get("missing_image", 0),
+        "studies_missing_images": len({e["unit"] for e in skips.entries if e["kind"] == "missing_image"}),
         "images_without_reports": len(set(images.values()) - counts["linked_images"]),
         "empty_sections": counts["empty_sections"],
-        "skipped": len(skips), "skips_by_kind": skips.counts(), "skip_list": str(skips.write(out / "skips.jsonl")),
+        "skipped": skips.failed_units(), "skips_by_kind": skips.counts(),
+        "skip_list": str(skips.write(out / "skips.jsonl")),
     }
 
 

@@ -2,7 +2,8 @@
 
 Taught in notebook 12. Builds a manifest from a real dataset on disk and ends with the counts and a
 skip summary (how many, which kinds, where the list is). ``--max-skip-fraction`` turns too many
-skips into a failure (exit code 1, as every expected failure). The raw source is only read.
+failed files into a failure (exit code 1, as every expected failure). The raw source is only read;
+``--out`` must be a new or empty folder or an earlier prepare's (``--overwrite`` for any other).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail when more than this fraction of studies is skipped (default 0.1)")
         p.add_argument("--verify-decode", action="store_true",
                        help="decode every image (slower) instead of only checking its file structure")
+        p.add_argument("--overwrite", action="store_true",
+                       help="write into --out even when it holds other files than an earlier prepare's")
     openi.add_argument("--text", choices=TEXT_CHOICES, default="findings_or_impression",
                        help="training text (default: findings, impression if findings is empty)")
     openi.add_argument("--publish-splits", type=Path, default=None,
@@ -61,16 +64,15 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.dataset == "openi":
         summary = prepare_openi(args.source, args.out, text_choice=args.text, dedeid=args.dedeid, seed=args.seed,
                                 max_skip_fraction=args.max_skip_fraction, publish_dir=args.publish_splits,
-                                verify_decode=args.verify_decode)
+                                verify_decode=args.verify_decode, overwrite=args.overwrite)
     else:
         summary = prepare_mimic(args.source, args.out, split=args.split, uncertain=args.uncertain,
                                 dedeid=args.dedeid, seed=args.seed, max_skip_fraction=args.max_skip_fraction,
                                 allow_missing_labels=args.allow_missing_labels,
-                                allow_missing_metadata=args.allow_missing_metadata, verify_decode=args.verify_decode)
+                                allow_missing_metadata=args.allow_missing_metadata, verify_decode=args.verify_decode,
+                                overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("skip_list", "skips_by_kind")}, indent=2))
-    kinds = ", ".join(f"{k}: {n}" for k, n in summary["skips_by_kind"].items()) or "none"
-    print(f"skipped {summary['skipped']} ({kinds}); list in {summary['skip_list']}")
-    print(f"manifest and summary.json in {args.out}")
+    print(f"manifest and summary.json in {args.out}; every skipped file in {summary['skip_list']}")
     return 0
 
 

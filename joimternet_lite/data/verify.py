@@ -175,13 +175,14 @@ def check_images(paths: list[str | Path], decode: bool = False, classify_view: b
 def drop_bad_images(records: list[dict], skips: SkipLog, decode: bool = False, classify_views: bool = False,
                     workers: int | None = None, progress: bool = True) -> list[dict]:
     """Manifest rows with every failing image removed (with its view) and logged as a ``bad_image``
-    skip. A row left without images is dropped with a warning but no second skip entry: the skip
-    fraction counts each bad file once. ``classify_views`` replaces the views with the classifier's."""
+    skip of its study. A row left without images is dropped with a warning but no second skip entry:
+    the skip fraction counts each study once. ``classify_views`` replaces the views with the classifier's."""
     paths = sorted({p for r in records for p in r["image_paths"]})
     results = dict(zip(paths, check_images(paths, decode, classify_views, workers, progress), strict=True))
+    study_of = {p: r["study_id"] for r in records for p in r["image_paths"]}  # the skip's unit
     for path in paths:
         if results[path].problem is not None:
-            skips.add("bad_image", path, results[path].problem)
+            skips.add("bad_image", path, results[path].problem, unit=study_of[path])
     kept = []
     for record in records:
         pairs = [(p, results[p].view or v) for p, v in zip(record["image_paths"], record["views"], strict=True)

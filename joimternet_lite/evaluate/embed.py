@@ -12,6 +12,7 @@ import logging
 import torch
 from tqdm import tqdm
 
+from ..data.dataset import NO_FRONTAL
 from ..data.tokenizer import tokenize_reports
 from ..device import to_device
 
@@ -27,7 +28,8 @@ def embed_dataset(model, loader, device, keep_local: bool = True, progress: bool
     (1 / 0 / -1, NaN blank), ``index`` (N,) manifest rows, ``study_ids`` list[str],
     ``texts`` list[str] (from the batches of data.dataset.Collate).
     ``null_region`` (D,) or None: the model's opt-out region, which local scoring must use.
-    ``skipped`` list of (study_id, reason) for studies the dataset could not read (also logged).
+    ``skipped`` list of (study_id, reason): the studies the dataset left out (``no frontal image``,
+    expected) and those it could not read (also logged).
     ``keep_local=False`` drops regions and words (global scoring only; saves memory).
     """
     device = torch.device(device)
@@ -35,6 +37,7 @@ def embed_dataset(model, loader, device, keep_local: bool = True, progress: bool
     model.eval()
     parts: dict[str, list] = {k: [] for k in ("image_vectors", "report_vectors", "regions", "words", "lengths",
                                               "labels", "index", "study_ids", "texts", "skipped")}
+    parts["skipped"] += list(getattr(loader.dataset, "excluded", []))
     try:
         with torch.no_grad():
             for batch in tqdm(loader, desc="embed", disable=not progress):
@@ -72,9 +75,9 @@ def _embed_batch(model, batch: dict, parts: dict, keep_local: bool) -> None:
 
 
 def _concatenate(parts: dict, keep_local: bool) -> dict:
-    if parts["skipped"]:
-        log.warning("embed_dataset: %d studies skipped (unreadable image), e.g. %s",
-                    len(parts["skipped"]), parts["skipped"][:3])
+    unreadable = [s for s in parts["skipped"] if s[1] != NO_FRONTAL]
+    if unreadable:
+        log.warning("embed_dataset: %d studies skipped (unreadable image), e.g. %s", len(unreadable), unreadable[:3])
     out = {k: torch.cat(parts[k]) for k in ("image_vectors", "report_vectors", "lengths", "labels", "index")}
     out.update(study_ids=parts["study_ids"], texts=parts["texts"], skipped=parts["skipped"])
     if keep_local:
