@@ -301,3 +301,132 @@ def test_region_owners_are_the_winners_of_the_softmax_over_words():
     e = math.e
     np.testing.assert_allclose(shares.numpy(), [e**6 / (e**6 + 2), e**6 / (1 + e**3 + e**6)], rtol=1e-6)
     assert owned == Counter({"left": 1, "is": 1})
+
+
+# ----------------------------------------------------------------------------- controls and MS-CXR numbers
+
+
+def test_cnr_and_miou_by_hand_and_against_pixels():
+    from joimternet_lite.evaluate.grounding import contrast_to_noise, map_scores, mean_iou
+
+    region_map, cells = np.array([0.4, 0.3, 0.2, 0.1]), np.array([1.0, 0.5, 0.0, 0.0])
+    # normalised map [1, 2/3, 1/3, 0]; inside weights [1, 1/2, 0, 0], outside [0, 1/2, 1, 1]
+    mu_in, var_in = 8 / 9, 2 / 81
+    mu_out, var_out = 4 / 15, (0.5 * (6 / 15) ** 2 + (1 / 15) ** 2 + (4 / 15) ** 2) / 2.5
+    assert contrast_to_noise(region_map, cells) == pytest.approx((mu_in - mu_out) / math.sqrt(var_in + var_out))
+    assert contrast_to_noise(region_map[::-1], cells) < 0 < map_scores(region_map[::-1], cells)["cnr_abs"]
+    # thresholds 0.1-0.3 pick cells 0-2 (IoU 1.5 / 3), 0.4-0.5 cells 0-1 (IoU 1.5 / 2)
+    assert mean_iou(region_map, cells) == pytest.approx((3 * 0.5 + 2 * 0.75) / 5)
+    # the slow reference: the map upsampled to 8x8 pixels, the footprint drawn at pixel level
+    pixels = np.kron(region_map.reshape(2, 2), np.ones((4, 4)))
+    pixels = (pixels - pixels.min()) / (pixels.max() - pixels.min())
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[:4, :4] = True
+    mask[:2, 4:] = True   # half of cell 1
+    inside, outside = pixels[mask], pixels[~mask]
+    assert contrast_to_noise(region_map, cells_of := cell_fractions_from_mask(mask, (2, 2))) == pytest.approx(
+        (inside.mean() - outside.mean()) / math.sqrt(inside.var() + outside.var()))
+    ious = [((pixels > t) & mask).sum() / ((pixels > t) | mask).sum() for t in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    assert mean_iou(region_map, cells_of) == pytest.approx(np.mean(ious))
+    # a flat map has no contrast and selects nothing
+    assert contrast_to_noise(np.full(4, 0.25), cells) == 0.0 and mean_iou(np.full(4, 0.25), cells) == 0.0
+
+
+def test_cnr_and_miou_from_a_users_box_csv(tmp_path):
+    from joimternet_lite.evaluate.grounding import contrast_to_noise
+
+    path = tmp_path / "boxes.csv"
+    path.write_text("study_id,phrase,x,y,w,h,image_width,image_height\ns1,left effusion,0,0,50,50,100,100\n")
+    (target,) = box_targets(load_phrase_boxes(path), ["s1"], (2, 2))
+    assert target.cells.tolist() == [1, 0, 0, 0]
+    (row,) = score_target(torch.tensor([[0.7, 0.3, 0.1, 0.1], [0.7, 0.3, 0.1, 0.1]]), target, "raw")
+    # normalised [1, 1/3, 0, 0]: inside mean 1, variance 0; outside mean 1/9, variance 2/81
+    assert row["cnr"] == row["cnr_abs"] == pytest.approx((8 / 9) / math.sqrt(2 / 81))
+    # thresholds 0.1-0.3 pick cells 0-1 (IoU 1/2), 0.4-0.5 the box alone (IoU 1)
+    assert row["miou"] == pytest.approx((3 * 0.5 + 2 * 1.0) / 5)
+    # a map that is constant inside and outside has no noise: infinite contrast
+    assert contrast_to_noise([0.7, 0.1, 0.1, 0.1], target.cells) == math.inf
+
+
+def _pair_targets():
+    """One study, two findings on cells 0 and 1 (no overlap), and a third overlapping the first."""
+    def target(cells, name):
+        return GroundingTarget(row=0, text=name, cells=np.array(cells, dtype=float), type=name,
+                               word_sets={"phrase": [0]}, study_id="s1")
+    return [target([1, 0, 0, 0], "a"), target([0, 1, 0, 0], "b"), target([1, 1, 0, 0], "c")]
+
+
+def test_paired_phrase_word_blind_scores_one_half_word_specific_one():
+    from joimternet_lite.evaluate.grounding import paired_phrase_rows
+
+    targets = _pair_targets()
+    blind = np.array([0.1, 0.6, 0.2, 0.1])              # any map, the same for every phrase
+    rows = paired_phrase_rows(targets, [blind, blind, blind], "blind", "phrase")
+    assert len(rows) == 2 and {(r["type"], r["other"]) for r in rows} == {("a", "b"), ("b", "a")}  # c overlaps
+    assert [r["paired"] for r in rows] == [0.5, 0.5]
+    specific = [np.array([0.7, 0.1, 0.1, 0.1]), np.array([0.1, 0.7, 0.1, 0.1]), blind]
+    assert [r["paired"] for r in paired_phrase_rows(targets, specific, "raw", "phrase")] == [1.0, 1.0]
+    swapped = [specific[1], specific[0], blind]
+    assert [r["paired"] for r in paired_phrase_rows(targets, swapped, "raw", "phrase")] == [0.0, 0.0]
+    assert paired_phrase_rows(targets, [None, specific[1], blind], "raw", "phrase") == []  # cut by truncation
+
+
+def test_typed_alone_cuts_the_phrase_from_its_report():
+    from joimternet_lite.evaluate.grounding import ALONE, typed_alone
+
+    text = "Heart normal. Small LEFT-sided pleural effusion, 5 mm nodule."
+    words = [w for w, _ in split_words(text)]
+    target = GroundingTarget(row=3, text=text, cells=np.ones(4), type="effusion", side="left", study_id="s",
+                             word_sets={"phrase": [2, 3, 4, 5, 6], "head": [6]})
+    (alone,) = typed_alone([target])
+    assert alone.text == "Small LEFT-sided pleural effusion"
+    assert [w for w, _ in split_words(alone.text)] == words[2:7]
+    assert alone.word_sets == {ALONE: [0, 1, 2, 3, 4]} and (alone.row, alone.side) == (3, "left")
+
+
+def test_controls_end_to_end_blind_one_half_and_a_word_reading_model_one(toy):
+    from joimternet_lite.evaluate.grounding import ALONE, grounding_results
+
+    model, tokenizer, regions = toy   # "left" -> region 0, "right" -> region 1, "effusion" uniform
+    text = "left effusion right effusion"
+    targets = [GroundingTarget(row=0, text=text, cells=np.array([1.0, 0, 0, 0]), type="effusion", side="left",
+                               word_sets={"phrase": [0, 1]}, study_id="s1"),
+               GroundingTarget(row=0, text=text, cells=np.array([0, 1.0, 0, 0]), type="effusion", side="right",
+                               word_sets={"phrase": [2, 3]}, study_id="s1")]
+    out = grounding_results(model, tokenizer, regions, targets, grid=(2, 2), n_boot=50, seed=0)
+    paired = {(r["kind"], r["words"]): r for r in out["paired_phrase"]}
+    swap = {(r["kind"], r["words"]): r for r in out["laterality_swap"]}
+    for words in ("phrase", ALONE):
+        assert paired[("blind", words)]["paired"] == 0.5 and swap[("blind", words)]["left_right"] == 0.5
+        assert paired[("raw", words)]["paired"] == 1.0 and swap[("raw", words)]["left_right"] == 1.0
+        assert paired[("raw", words)]["n"] == 2 and swap[("raw", words)]["n"] == 2
+    grounding = {(r["kind"], r["words"]): r for r in out["grounding"] if r["type"] == "all"}
+    assert grounding[("raw", ALONE)]["hit"] == 1.0
+    # the control reads unrelated sentences: unknown words with zero vectors, so no map -> uniform
+    control = grounding[("raw control", "unrelated")]
+    assert control["hit"] == control["chance"] == 0.25 and control["miou"] == 0.0
+    assert "hit_low" in control  # one study: the interval is NaN (needs two), tested below
+
+
+def test_summary_intervals_resample_studies():
+    rows = [dict(kind="raw", words="w", type="a", study_id=s, hit=h) for s, h in
+            (("s1", 1.0), ("s1", 1.0), ("s2", 0.0), ("s3", 1.0), ("s4", 0.0))]
+    (overall,) = [r for r in summarize_grounding(rows, ("hit",), n_boot=200, seed=1) if r["type"] == "all"]
+    assert overall["hit"] == pytest.approx(0.6)
+    assert 0.0 <= overall["hit_low"] < 0.6 < overall["hit_high"] <= 1.0
+    assert "hit_low" not in summarize_grounding(rows, ("hit",))[0]
+
+
+def test_left_right_test_ignores_where_the_image_alone_puts_mass(toy):
+    from joimternet_lite.evaluate.grounding import laterality_swap
+
+    model, tokenizer, regions = toy
+    longer = regions.clone()
+    longer[0, 0] *= 2   # the blind map (region lengths) leans to the finding's side, whatever the words
+    target = GroundingTarget(row=0, text="left effusion", cells=np.array([1.0, 0, 0, 0]), type="effusion",
+                             word_sets={"phrase": [0, 1]}, side="left")
+    (blind,) = laterality_swap(model, tokenizer, longer, [target], grid=(2, 2), kinds=("blind",))
+    assert blind["mass_true_before"] > blind["mass_mirror_before"] and blind["left_right"] == 0.5
+    unnamed = GroundingTarget(row=0, text="effusion", cells=target.cells, type="effusion", word_sets={"phrase": [0]},
+                              side="left")
+    assert laterality_swap(model, tokenizer, longer, [unnamed], grid=(2, 2)) == []  # names no side: left out

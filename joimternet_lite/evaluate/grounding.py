@@ -21,6 +21,28 @@ Scores per target and word set, with the chance level of a map that ignores the 
   fraction of them inside, so a flat map scores exactly chance. Chance = the fraction of cells inside.
 - mass: the map's total mass in the inside cells. Chance (a uniform map) = the same fraction.
 
+- cnr, cnr_abs: MS-CXR's contrast-to-noise ratio (mean inside minus mean outside, over the root of
+  the summed variances; signed and absolute), on the map min-max normalised to [0, 1]; 0 for a flat map.
+- miou: MS-CXR's mIoU, the IoU of the normalised map above t with the footprint, averaged over
+  t = 0.1, 0.2, ..., 0.5.
+
+CNR and mIoU read the map as upsampled to pixels by nearest neighbour (a cell's value covers the
+cell) and the footprint at pixel level: a cell counts inside with the fraction the finding covers
+(``min_overlap`` does not apply), so a mask or box that cuts a cell is weighed exactly.
+
+Controls that no word-blind map can pass (chance 0.5; any map that ignores the words scores exactly
+0.5, ties count one half):
+
+- paired phrases: in a study with two findings A and B whose footprints share no cell, A's phrase
+  map must put more mass on A's footprint than B's phrase map does (every ordered pair);
+- left/right: a lateral finding's phrase must put more mass on its footprint than the same phrase
+  with left and right swapped (:func:`laterality_swap`; phrases that name no side are left out);
+- the word-agnostic control map: the model's mean map over :data:`UNRELATED_SENTENCES`, one map per
+  image whatever the finding; pointing is reported against the best of it and ``blind``.
+
+Each is computed for the phrase read inside its report (word set ``phrase``) and for the phrase
+typed alone, as a user types it into ``ground`` (word set ``phrase alone``, :func:`typed_alone`).
+
 Masks are downsampled to the grid by area averaging (adaptive average pooling); boxes are
 intersected with the cells exactly. Everything is deterministic.
 
@@ -39,9 +61,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +73,31 @@ import torch
 
 from ..data.tokenizer import sentence_of_words, split_words
 from ..models.similarity import spread_to_words
+from .intervals import paired_bootstrap
 
 log = logging.getLogger(__name__)
 
 MAP_KINDS = ("alpha", "raw", "blind")
 WORD_MAP_KINDS = ("alpha", "raw")  # the maps that read the words (the laterality swap needs them)
-LATERALITY_VALUES = ("mass_true_before", "mass_mirror_before", "mass_true_after", "mass_mirror_after", "moved")
+LATERALITY_VALUES = ("mass_true_before", "mass_mirror_before", "mass_true_after", "mass_mirror_after", "moved",
+                     "left_right")
+SCORE_VALUES = ("hit", "mass", "chance", "cnr", "cnr_abs", "miou")
+MIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+ALONE = "phrase alone"  # the word set of a phrase typed alone (typed_alone)
+UNRELATED = "unrelated"  # the word set of the word-agnostic control map
+# Sentences about nothing in a chest film (no finding, place or side word): the control map is
+# the model's mean map over them.
+UNRELATED_SENTENCES = (
+    "the weather was mild on tuesday",
+    "she bought bread and milk at the market",
+    "the train departed the station on time",
+    "please call the office in the morning",
+    "the garden needs water after a dry week",
+    "he read a long book about old ships",
+    "the meeting is moved to next friday",
+    "a cup of tea is on the kitchen table",
+)
+_TIE = dict(rtol=1e-6, atol=1e-9)  # maps come from float32: closer masses tie
 
 
 @dataclass
@@ -141,9 +184,53 @@ def chance_level(inside) -> float:
     return float(np.asarray(inside, dtype=bool).mean())
 
 
+def min_max(region_map) -> np.ndarray:
+    """(R,) map rescaled to [0, 1] (MS-CXR's normalisation); a flat map becomes all zeros."""
+    region_map = np.asarray(region_map, dtype=np.float64)
+    span = region_map.max() - region_map.min()
+    return (region_map - region_map.min()) / span if span > 0 else np.zeros_like(region_map)
+
+
+def contrast_to_noise(region_map, cells) -> float:
+    """Signed CNR: (mu_in - mu_out) / sqrt(var_in + var_out) of the min-max normalised (R,) map.
+
+    cells (R,): the footprint's covered fraction of each cell, the pixel weight of the cell inside
+    (1 - cells outside); variances are the pixels' (population) variances. A flat map has no
+    contrast and no noise: 0, as MS-CXR's evaluation counts it; a map constant inside and constant
+    outside has no noise: +-inf (float maps of a trained model never are).
+    """
+    x, inside = min_max(region_map), np.asarray(cells, dtype=np.float64)
+    outside = 1.0 - inside
+    if inside.sum() == 0 or outside.sum() == 0:
+        return 0.0
+    mu_in, mu_out = np.average(x, weights=inside), np.average(x, weights=outside)
+    var = np.average((x - mu_in) ** 2, weights=inside) + np.average((x - mu_out) ** 2, weights=outside)
+    if var > 0:
+        return float((mu_in - mu_out) / np.sqrt(var))
+    return 0.0 if mu_in == mu_out else math.copysign(math.inf, mu_in - mu_out)
+
+
+def mean_iou(region_map, cells, thresholds=MIOU_THRESHOLDS) -> float:
+    """IoU of {normalised map > t} with the footprint (covered fractions cells (R,)), mean over t."""
+    x, covered = min_max(region_map), np.asarray(cells, dtype=np.float64)
+    ious = []
+    for t in thresholds:
+        chosen = (x > t).astype(np.float64)
+        ious.append((chosen * covered).sum() / (chosen + covered - chosen * covered).sum())
+    return float(np.mean(ious))
+
+
+def map_scores(region_map, cells, min_overlap: float = 0.0) -> dict:
+    """hit, mass, chance (on the inside cells), cnr, cnr_abs and miou (on the covered fractions)."""
+    inside = inside_cells(cells, min_overlap)
+    cnr = contrast_to_noise(region_map, cells)
+    return dict(hit=pointing_hit(region_map, inside), mass=mass_inside(region_map, inside),
+                chance=chance_level(inside), cnr=cnr, cnr_abs=abs(cnr), miou=mean_iou(region_map, cells))
+
+
 def score_target(word_maps: torch.Tensor, target: GroundingTarget, kind: str,
                  min_overlap: float = 0.0) -> list[dict]:
-    """Rows (one per word set) with hit, mass and chance for one target's (W, R) word maps."""
+    """Rows (one per word set) with :func:`map_scores` for one target's (W, R) word maps."""
     inside = inside_cells(target.cells, min_overlap)
     rows = []
     for name, indices in target.word_sets.items():
@@ -153,25 +240,44 @@ def score_target(word_maps: torch.Tensor, target: GroundingTarget, kind: str,
                         target.study_id, name, indices, valid)
         if not valid or not inside.any():
             continue
-        region_map = pooled_map(word_maps, valid)
         rows.append(dict(study_id=target.study_id, type=target.type, side=target.side, kind=kind, words=name,
-                         hit=pointing_hit(region_map, inside), mass=mass_inside(region_map, inside),
-                         chance=chance_level(inside)))
+                         **map_scores(pooled_map(word_maps, valid), target.cells, min_overlap)))
     return rows
 
 
-def summarize_grounding(rows: list[dict], values=("hit", "mass", "chance")) -> list[dict]:
-    """Means of ``values`` per (kind, words, type), plus type ``all``; n = findings.
+def summarize_grounding(rows: list[dict], values=("hit", "mass", "chance"), n_boot: int = 0,
+                        seed: int = 0) -> list[dict]:
+    """Means of ``values`` per (kind, words, type), plus type ``all``; n = findings (or pairs).
 
-    Works for evaluate_grounding rows (hit, mass, chance) and laterality_swap rows
-    (values=LATERALITY_VALUES).
+    Works for evaluate_grounding rows (hit, mass, chance, or SCORE_VALUES), laterality_swap rows
+    (values=LATERALITY_VALUES) and paired_phrase_rows (values=("paired",)). With ``n_boot`` > 0 each
+    value but ``chance`` gets ``<value>_low`` / ``<value>_high``: a 95 % percentile bootstrap over
+    studies (a study's rows resampled together; evaluate.intervals.paired_bootstrap, ``seed``).
     """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         for finding_type in (r["type"], "all"):
             groups.setdefault((r["kind"], r["words"], finding_type), []).append(r)
-    return [dict(kind=k, words=w, type=t, n=len(g), **{v: float(np.mean([r[v] for r in g])) for v in values})
-            for (k, w, t), g in sorted(groups.items())]
+    out = []
+    for (k, w, t), g in sorted(groups.items()):
+        row = dict(kind=k, words=w, type=t, n=len(g), **{v: float(np.mean([r[v] for r in g])) for v in values})
+        if n_boot > 0:
+            for v in values:
+                if v != "chance":
+                    ci = study_interval(g, v, n_boot, seed)
+                    row[f"{v}_low"], row[f"{v}_high"] = ci.low, ci.high
+        out.append(row)
+    return out
+
+
+def study_interval(rows: list[dict], value: str, n_boot: int, seed: int):
+    """Bootstrap interval of the mean of ``value`` over rows, resampling studies (``study_id``)."""
+    sums, counts = defaultdict(float), defaultdict(int)
+    for r in rows:
+        sums[r["study_id"]] += r[value]
+        counts[r["study_id"]] += 1
+    studies = sorted(sums)
+    return paired_bootstrap([sums[s] for s in studies], [counts[s] for s in studies], n_boot, seed)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -383,12 +489,15 @@ def laterality_swap(model, tokenizer, regions: torch.Tensor, targets: list[Groun
                     device="cpu") -> list[dict]:
     """Counterfactual: swap left/right in the text and see where the phrase map goes.
 
-    For each target with side left or right, the phrase map of the original and of the swapped text
-    (same image) is measured on the finding's cells and on the mirrored cells. Rows hold
-    ``mass_true_before``, ``mass_mirror_before``, ``mass_true_after``, ``mass_mirror_after`` and
-    ``moved`` = mass_mirror_after - mass_mirror_before (a model that reads laterality moves mass).
+    For each target with side left or right whose phrase names a side (``left`` or ``right``), the
+    phrase map of the original and of the swapped text (same image) is measured on the finding's
+    cells and on the mirrored cells. Rows hold ``mass_true_before``, ``mass_mirror_before``,
+    ``mass_true_after``, ``mass_mirror_after``, ``moved`` = mass_mirror_after - mass_mirror_before
+    (a model that reads laterality moves mass) and ``left_right``, the left/right test: 1 when the
+    phrase puts more mass on the finding than the swapped phrase does, 0.5 on a tie, else 0.
     """
-    lateral = [t for t in targets if t.side in ("left", "right") and word_set in t.word_sets]
+    lateral = [t for t in targets if t.side in ("left", "right") and word_set in t.word_sets
+               and names_side(t.text, t.word_sets[word_set])]
     rows = []
     for kind in kinds:
         before = phrase_maps(model, tokenizer, regions, lateral, kind, word_set, device)
@@ -401,6 +510,7 @@ def laterality_swap(model, tokenizer, regions: torch.Tensor, targets: list[Groun
                        mass_true_before=mass_inside(m0, true), mass_mirror_before=mass_inside(m0, mirror),
                        mass_true_after=mass_inside(m1, true), mass_mirror_after=mass_inside(m1, mirror))
             row["moved"] = row["mass_mirror_after"] - row["mass_mirror_before"]
+            row["left_right"] = beats(row["mass_true_before"], row["mass_true_after"])
             rows.append(row)
     return rows
 
@@ -415,3 +525,118 @@ def phrase_maps(model, tokenizer, regions, targets, kind, word_set, device, edit
         valid = [k for k in t.word_sets[word_set] if k < len(m)]
         out.append(pooled_map(m, valid) if valid else None)
     return out
+
+
+def names_side(text: str, word_indices) -> bool:
+    """Whether any of the words ``word_indices`` of ``text`` is left or right."""
+    words = [w for w, _ in split_words(text)]
+    return any(words[k] in ("left", "right") for k in word_indices if k < len(words))
+
+
+def beats(mass: float, other: float) -> float:
+    """1 when ``mass`` exceeds ``other``, 0.5 when they tie (to float32 resolution), else 0."""
+    return 0.5 if np.isclose(mass, other, **_TIE) else float(mass > other)
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+def phrase_text(text: str, word_indices) -> str:
+    """The stretch of ``text`` from the first to the last of its words ``word_indices``."""
+    spans = [span for _, span in split_words(text)]
+    return text[spans[min(word_indices)][0]:spans[max(word_indices)][1]]
+
+
+def typed_alone(targets: list[GroundingTarget], word_set: str = "phrase") -> list[GroundingTarget]:
+    """Each target's phrase typed alone, as a ``ground`` user types it: the text is the phrase
+    (cut from its report), every word of it is word set ``phrase alone``; same image and footprint."""
+    out = []
+    for t in targets:
+        if word_set not in t.word_sets or not t.word_sets[word_set]:
+            continue
+        text = phrase_text(t.text, t.word_sets[word_set])
+        out.append(GroundingTarget(row=t.row, text=text, word_sets={ALONE: list(range(len(split_words(text))))},
+                                   cells=t.cells, type=t.type, side=t.side, study_id=t.study_id))
+    return out
+
+
+def control_maps(model, tokenizer, regions: torch.Tensor, rows: list[int], kind: str, device="cpu",
+                 sentences=UNRELATED_SENTENCES) -> dict[int, np.ndarray]:
+    """Image row -> (R,) the word-agnostic control: the mean over ``sentences`` of each sentence's
+    map (the mean of its words' ``kind`` maps) over that image.
+
+    Sentences whose words all lie outside the local score (all-zero maps) do not count; with none
+    left the control is the uniform map (logged), which reads nothing at all.
+    """
+    pairs = [(r, s) for r in rows for s in sentences]
+    maps = word_maps_for(model, tokenizer, regions, pairs, kind, device) if pairs else []
+    pooled = {r: [] for r in rows}
+    for (r, s), m in zip(pairs, maps, strict=True):
+        region_map = pooled_map(m, range(min(len(split_words(s)), len(m))))
+        if region_map.sum() > 0:
+            pooled[r].append(region_map)
+    if any(not v for v in pooled.values()):
+        log.warning("control_maps: no %s map for any unrelated sentence on some images; using the uniform map", kind)
+    uniform = np.full(regions.shape[1], 1.0 / regions.shape[1])
+    return {r: np.mean(v, axis=0) if v else uniform for r, v in pooled.items()}
+
+
+def control_rows(model, tokenizer, regions: torch.Tensor, targets: list[GroundingTarget], kinds=WORD_MAP_KINDS,
+                 min_overlap: float = 0.0, device="cpu") -> list[dict]:
+    """evaluate_grounding rows of the control map: kind ``<kind> control``, word set ``unrelated``."""
+    rows = []
+    for kind in kinds:
+        maps = control_maps(model, tokenizer, regions, sorted({t.row for t in targets}), kind, device)
+        rows += [dict(study_id=t.study_id, type=t.type, side=t.side, kind=f"{kind} control", words=UNRELATED,
+                      **map_scores(maps[t.row], t.cells, min_overlap))
+                 for t in targets if inside_cells(t.cells, min_overlap).any()]
+    return rows
+
+
+def paired_phrase_rows(targets: list[GroundingTarget], maps: list, kind: str, word_set: str,
+                       min_overlap: float = 0.0) -> list[dict]:
+    """The paired-phrase test, one row per ordered pair (A, B) of findings of one study whose inside
+    cells do not overlap: ``paired`` = beats(mass of A's map on A, mass of B's map on A).
+
+    maps: each target's (R,) phrase map (``phrase_maps``; None = cut by truncation, left out).
+    """
+    by_study = defaultdict(list)
+    for t, m in zip(targets, maps, strict=True):
+        if m is not None and inside_cells(t.cells, min_overlap).any():
+            by_study[t.row].append((t, m))
+    rows = []
+    for found in by_study.values():
+        for (a, map_a), (b, map_b) in permutations(found, 2):
+            inside_a = inside_cells(a.cells, min_overlap)
+            if (inside_a & inside_cells(b.cells, min_overlap)).any():
+                continue
+            rows.append(dict(study_id=a.study_id, type=a.type, other=b.type, kind=kind, words=word_set,
+                             paired=beats(mass_inside(map_a, inside_a), mass_inside(map_b, inside_a))))
+    return rows
+
+
+def grounding_results(model, tokenizer, regions: torch.Tensor, targets: list[GroundingTarget],
+                      grid: tuple[int, int], n_boot: int = 0, seed: int = 0, device="cpu") -> dict:
+    """Every grounding number of the demo report for one model, phrase in its report and typed alone.
+
+    ``grounding``: summarised pointing, mass, CNR and mIoU of every map kind and word set, and of the
+    control maps; ``paired_phrase`` and ``laterality_swap`` (with the left/right test): summaries
+    over all findings. Intervals: ``n_boot`` bootstrap resamples of the studies.
+    ``grounding_rows`` keeps the per-finding rows (ablate's intervals).
+    """
+    alone = typed_alone(targets)
+    rows = evaluate_grounding(model, tokenizer, regions, targets + alone, device=device)
+    rows += control_rows(model, tokenizer, regions, targets, device=device)
+    paired, swap = [], []
+    for found, word_set in ((targets, "phrase"), (alone, ALONE)):
+        for kind in MAP_KINDS:
+            maps = phrase_maps(model, tokenizer, regions, found, kind, word_set, device)
+            paired += paired_phrase_rows(found, maps, kind, word_set)
+        swap += laterality_swap(model, tokenizer, regions, found, grid, kinds=MAP_KINDS, word_set=word_set,
+                                device=device)
+
+    def overall(found, values):
+        return [r for r in summarize_grounding(found, values, n_boot, seed) if r["type"] == "all"]
+
+    return {"grounding": summarize_grounding(rows, SCORE_VALUES, n_boot, seed), "grounding_rows": rows,
+            "paired_phrase": overall(paired, ("paired",)), "laterality_swap": overall(swap, LATERALITY_VALUES)}
