@@ -103,6 +103,7 @@ class LossConfig:
     use_triplet: bool = True
     negatives: str = "random"          # random (the authors') | hardest (VSE++) | all
     mask_duplicate_reports: bool = False
+    weight_fine_grained: float = 0.0   # SPARC's per-pair word-level term (losses.fine_grained_loss); 0: off
 
 
 @dataclass
@@ -381,6 +382,7 @@ RULES: dict[str, Range | tuple[str, ...]] = {
     "loss.margin_local": AT_LEAST_0,
     "loss.weight_ce": AT_LEAST_0,
     "loss.weight_triplet": AT_LEAST_0,
+    "loss.weight_fine_grained": AT_LEAST_0,
     "loss.negatives": NEGATIVE_MODES,
     "train.steps": AT_LEAST_1,
     "train.batch_size": Range(2),          # a contrastive loss needs a negative in the batch

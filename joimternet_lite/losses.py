@@ -11,6 +11,13 @@ level (global cosine S_g or local S_w, from :mod:`joimternet_lite.models.similar
   the four terms), ``hardest`` (VSE++: the highest-scoring negative), ``all`` (mean over negatives);
 - total = weight_ce * (CE terms) + weight_triplet * (triplet terms).
 
+An option beside the paper (``loss.weight_fine_grained`` > 0, off by default): SPARC's
+fine-grained term (Bica et al., ICML 2024), :func:`fine_grained_loss`. Within each pair, word i
+gathers the regions it prefers into a vector c_i (sparse weights, no softmax over the other
+words) and must match its own word vector better than the pair's other words, and the reverse.
+The words of one report then have to claim different regions, which DAMSM's softmax over words
+does not ask of them (notebook 11).
+
 ``same_report`` (anchors x candidates, bool; see :func:`same_report_mask`) marks candidates whose
 report is identical to the anchor's: they leave the CE softmax and are never negatives. An anchor
 left with no negative contributes 0 to a triplet term. Unlike the authors' code, a negative
@@ -32,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import NEGATIVE_MODES, LossConfig, ScoreConfig
-from .models.similarity import global_similarity, local_similarity
+from .models.similarity import EPS, global_similarity, local_similarity, sparc_weights, word_mask
 
 DIRECTIONS = ("i2t", "t2i")
 
@@ -47,6 +54,32 @@ def contrastive_cross_entropy(scores: torch.Tensor, positives: torch.Tensor, gam
     if excluded is not None:
         logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, positives)
+
+
+def fine_grained_loss(regions: torch.Tensor, words: torch.Tensor, valid: torch.Tensor, gamma: float,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SPARC's per-pair word-level cross-entropy, (regions -> words, words -> regions).
+
+    regions (B, R, D) and words (B, L, D) of the B paired items; valid (B, L) bool marks the words
+    that count. c_i = sum_j w_ij v_j with w = :func:`sparc_weights` of e_i . v_j; logits
+    gamma * cos(c_i, e_k) (B, L, L) over the pair's own valid words k, the target k = i. Each
+    direction is the mean over a pair's valid words, then over the pairs that have one.
+    """
+    grouped = sparc_weights(torch.einsum("bld,brd->blr", words, regions)) @ regions
+    logits = gamma * (F.normalize(grouped, dim=-1, eps=EPS) @ F.normalize(words, dim=-1, eps=EPS).transpose(1, 2))
+    return _per_pair_word_ce(logits, valid), _per_pair_word_ce(logits.transpose(1, 2), valid)
+
+
+def _per_pair_word_ce(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    pairs, num_words, _ = logits.shape
+    own = torch.eye(num_words, dtype=torch.bool, device=logits.device)
+    # a row always keeps its own column, so padding rows stay finite (they are dropped below)
+    masked = logits.masked_fill(~(valid[:, None, :] | own), float("-inf"))
+    targets = torch.arange(num_words, device=logits.device).expand(pairs, num_words)
+    ce = F.cross_entropy(masked.flatten(0, 1), targets.flatten(), reduction="none").view(pairs, num_words)
+    per_pair = torch.where(valid, ce, 0.0).sum(1) / valid.sum(1).clamp_min(1)
+    has_words = valid.any(1)
+    return per_pair[has_words].mean() if has_words.any() else logits.sum() * 0
 
 
 def sample_random_negatives(allowed: torch.Tensor, generator: torch.Generator | None = None,
@@ -106,8 +139,9 @@ class JoImTeRNetLoss(nn.Module):
         super().__init__()
         if cfg.negatives not in NEGATIVE_MODES:
             raise ValueError(f"loss.negatives={cfg.negatives!r}: use one of {NEGATIVE_MODES}")
-        if not (cfg.use_global or cfg.use_local):
-            raise ValueError("loss.use_global and loss.use_local are both false: nothing to train")
+        if not (cfg.use_global or cfg.use_local or cfg.weight_fine_grained):
+            raise ValueError("loss.use_global and loss.use_local are both false and loss.weight_fine_grained "
+                             "is 0: nothing to train")
         if cfg.use_local and score is None:
             raise ValueError("the local terms score with the model's settings: build the loss as "
                              "JoImTeRNetLoss(cfg.loss, model.similarity.score)")
@@ -141,6 +175,12 @@ class JoImTeRNetLoss(nn.Module):
                     triplet = triplet_hinge(s, level.positives, margin, allowed, negatives)
                     terms[f"triplet_{name}_{direction}"] = triplet
                     total = total + self.cfg.weight_triplet * triplet
+        if self.cfg.weight_fine_grained:
+            valid = word_mask(out["words"], out["lengths"])
+            for direction, ce in zip(DIRECTIONS, fine_grained_loss(out["regions"], out["words"], valid,
+                                                                   self.cfg.gamma3), strict=True):
+                terms[f"ce_words_{direction}"] = ce
+                total = total + self.cfg.weight_fine_grained * ce
         return total, {k: v.detach() for k, v in terms.items()}
 
     def _negatives(self, scores, allowed, candidates, drawn, generator):

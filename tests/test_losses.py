@@ -264,3 +264,62 @@ def test_local_terms_score_with_the_given_gammas():
     _, terms = JoImTeRNetLoss(LossConfig(use_triplet=False), ScoreConfig(gamma1=1.0, gamma2=2.0))(three_pairs())
     local = [[2 * x for x in row] for row in S]
     assert terms["ce_local_i2t"].item() == pytest.approx(ce(rows_i2t(local), 10), rel=1e-9)
+
+
+def test_sparc_weights_match_a_hand_computed_row():
+    from joimternet_lite.models.similarity import sparc_weights
+
+    # min-max: [0, 1/3, 2/3, 1]; below 1/R = 1/4 -> 0; renormalised by the sum 2
+    row = sparc_weights(torch.tensor([[[5.0, 6.0, 7.0, 8.0]]], dtype=torch.float64))
+    torch.testing.assert_close(row, torch.tensor([[[0.0, 1 / 6, 1 / 3, 1 / 2]]], dtype=torch.float64))
+    flat = sparc_weights(torch.full((1, 1, 4), 3.0))
+    torch.testing.assert_close(flat, torch.full((1, 1, 4), 0.25))  # no preference: uniform
+
+
+def _fine_grained_reference(regions, words, valid, gamma):
+    """SPARC's word-level loss pair by pair and word by word, in plain Python loops."""
+    directions = [[], []]
+    for v, e, ok in zip(regions, words, valid, strict=True):
+        kept = [i for i in range(len(e)) if ok[i]]
+        if not kept:
+            continue
+        grouped = {}
+        for i in kept:
+            s = [float(e[i] @ v[j]) for j in range(len(v))]
+            lo, hi = min(s), max(s)
+            w = [(x - lo) / (hi - lo) for x in s]
+            w = [x if x >= 1 / len(v) else 0.0 for x in w]
+            grouped[i] = sum(wj / sum(w) * v[j] for j, wj in enumerate(w))
+        cos = {(i, k): float(torch.nn.functional.cosine_similarity(grouped[i], e[k], dim=0)) for i in kept for k in kept}
+        for d, key in enumerate((lambda i, k: (i, k), lambda i, k: (k, i))):
+            ces = [-gamma * cos[key(i, i)] + math.log(sum(math.exp(gamma * cos[key(i, k)]) for k in kept)) for i in kept]
+            directions[d].append(sum(ces) / len(ces))
+    return [sum(x) / len(x) for x in directions]
+
+
+def test_fine_grained_loss_equals_the_loop_reference_with_padding_and_an_empty_report():
+    from joimternet_lite.losses import fine_grained_loss
+
+    g = torch.Generator().manual_seed(3)
+    regions = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    words = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    valid = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    got = fine_grained_loss(regions, words, valid, gamma=10.0)
+    want = _fine_grained_reference(regions, words, valid, 10.0)
+    for g_, w_ in zip(got, want, strict=True):
+        assert math.isclose(float(g_), w_, rel_tol=1e-9)
+
+
+def test_fine_grained_term_enters_the_total_and_trains_alone():
+    cfg = LossConfig(use_global=False, use_local=False, weight_fine_grained=0.5)
+    g = torch.Generator().manual_seed(0)
+    out = {"image_vectors": torch.randn(4, 8, generator=g), "report_vectors": torch.randn(4, 8, generator=g),
+           "regions": torch.randn(4, 6, 8, generator=g, requires_grad=True),
+           "words": torch.randn(4, 5, 8, generator=g), "lengths": torch.tensor([5, 3, 1, 4])}
+    total, terms = JoImTeRNetLoss(cfg)(out)
+    assert set(terms) == {"ce_words_i2t", "ce_words_t2i"}
+    assert math.isclose(float(total.detach()), 0.5 * float(terms["ce_words_i2t"] + terms["ce_words_t2i"]), rel_tol=1e-6)
+    total.backward()
+    assert torch.isfinite(out["regions"].grad).all() and out["regions"].grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="nothing to train"):
+        JoImTeRNetLoss(LossConfig(use_global=False, use_local=False))

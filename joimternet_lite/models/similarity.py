@@ -181,7 +181,8 @@ def word_region_maps(
     softmaxed over the image's regions (no word softmax, no null region). ``blind``: a baseline
     that ignores the words, the image's region lengths ||v_j|| over their sum, the same row for
     every word; a raw map points where a long region vector is, so the two together show how much
-    of a raw map's pointing needs the words (notebook 11). Rows of padding and of zero word vectors
+    of a raw map's pointing needs the words (notebook 11). ``sparc``: the sparse weights of
+    :func:`sparc_weights`, those the fine-grained loss trains (``loss.weight_fine_grained``). Rows of padding and of zero word vectors
     (words left out of the local score) are 0.
     """
     _check_local_inputs(regions, words, lengths)
@@ -198,13 +199,30 @@ def word_region_maps(
         maps = word_region_attention(scores, safe_valid[..., None], gamma1)[..., :num_regions]
     elif kind == "raw":
         maps = torch.einsum("brd,bld->blr", regions, words).to(dtype).softmax(dim=-1)
+    elif kind == "sparc":
+        maps = sparc_weights(torch.einsum("brd,bld->blr", regions, words).to(dtype))
     elif kind == "blind":
         lengths_j = regions.to(dtype).norm(dim=-1)
         maps = (lengths_j / lengths_j.sum(dim=-1, keepdim=True))[:, None].expand(-1, words.shape[1], -1)
     else:
-        raise ValueError(f"kind {kind!r}: use 'alpha' (DAMSM attention), 'raw' (dot-product softmax) "
-                         "or 'blind' (region lengths, no words)")
+        raise ValueError(f"kind {kind!r}: use 'alpha' (DAMSM attention), 'raw' (dot-product softmax), "
+                         "'sparc' (sparse word-region weights) or 'blind' (region lengths, no words)")
     return maps * valid[..., None]
+
+
+def sparc_weights(scores: torch.Tensor) -> torch.Tensor:
+    """SPARC's word-to-region weights (Bica et al., ICML 2024): scores (..., L, R) -> (..., L, R).
+
+    Per word, the scores over regions are min-max normalised to [0, 1], entries below 1/R are set
+    to 0 (so a word keeps only the regions it prefers clearly) and the rest are renormalised to
+    sum to 1. Unlike DAMSM's alpha there is no softmax over words: a word's weights do not depend
+    on the other words of the report. A word whose scores are all equal gets the uniform row.
+    """
+    low = scores.amin(dim=-1, keepdim=True)
+    span = scores.amax(dim=-1, keepdim=True) - low
+    scaled = torch.where(span > 0, (scores - low) / span.clamp_min(EPS), torch.ones_like(scores))
+    kept = scaled * (scaled >= 1.0 / scores.shape[-1])
+    return kept / kept.sum(dim=-1, keepdim=True)
 
 
 def spread_to_words(maps: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
@@ -288,6 +306,11 @@ def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -
         raise ValueError(f"null_region has shape {tuple(null_region.shape)}, expected ({regions.shape[-1]},)")
     null = null_region.to(regions.dtype).expand(regions.shape[0], 1, -1)
     return torch.cat([regions, null], dim=1)
+
+
+def word_mask(words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(T, L) bool: the word rows that enter the local score (within ``lengths``, not zeroed)."""
+    return _valid_mask(lengths, words.shape[1]) & _nonzero_words(words)
 
 
 def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
