@@ -19,7 +19,7 @@ from joimternet_lite.config import (
     validate,
 )
 
-PRESETS = ("demo_cpu", "synth_gpu", "openi_gpu", "mimic_paper")
+PRESETS = ("demo_cpu", "synth_gpu", "openi_cpu", "openi_gpu", "mimic_paper")
 
 
 def test_every_preset_is_shipped():

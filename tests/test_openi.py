@@ -387,3 +387,25 @@ def test_prepare_reruns_into_its_own_folder_even_after_a_failure(nlm_tree, tmp_p
     prepare_openi(nlm_tree, out, max_skip_fraction=0.5)  # its own folder: no --overwrite needed
     prepare_openi(nlm_tree, out, max_skip_fraction=0.5)
     assert len(load_manifest(out)) == 3
+
+
+@pytest.mark.parametrize("preset", ["openi_cpu", "openi_gpu"])
+def test_openi_presets_train_with_lateral_only_studies_out_of_the_box(tmp_path, preset):
+    from joimternet_lite.config import load_config
+    from joimternet_lite.train import train
+
+    src = _nlm_source(tmp_path / "src", range(1, 41), range(1, 41))
+    for u in range(2, 41, 5):  # 8 of 40 studies keep only their lateral film: 20 %, far above 0.01
+        next((src / "png").glob(f"CXR{u}_IM-*-1001.png")).unlink()
+    prepare_openi(src, tmp_path / "openi")
+    tiny = ["train.steps=2", "train.batch_size=4", "data.image_size=32", "data.cache_dir=null",
+            "data.num_workers=0", "model.image.backbone=authors_cnn", "model.image.widths=[4, 4, 4, 4, 8, 8, 8]",
+            "model.image.grid=4", "model.embed_dim=16", "model.text.hidden=16", "model.text.intermediate=32",
+            "model.text.layers=1", "train.precision=fp32", "train.channels_last=false"]
+    cfg = load_config(preset, [f"data.root={tmp_path / 'openi'}", f"train.out_dir={tmp_path / 'run'}", *tiny])
+    assert cfg.data.max_skip_fraction == 0.01
+    result = train(cfg)
+    assert result.steps == 2 and result.skipped_samples == 0
+    listed = [json.loads(x) for x in (tmp_path / "run" / "skipped_samples.jsonl").read_text().splitlines()]
+    excluded = {e["study_id"] for e in listed if e["kind"] == "no_frontal_image"}
+    assert excluded and excluded <= {str(u) for u in range(2, 41, 5)} and len(excluded) == len(listed)
