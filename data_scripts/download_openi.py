@@ -8,7 +8,12 @@ digests of a first download to ``<dest>/checksums.json``; later runs verify agai
 the printed values into SHA256 here once confirmed on a second machine.
 
 No network? Download the two files by hand from the URLs below (a browser works), put them in
-``--dest``, and run again: present files are verified, not fetched.
+``--dest``, and run again: present files are verified, not fetched. A copy in another layout (Kaggle's
+``indiana_reports.csv`` + ``images_normalized``, R2Gen's ``iu_xray``) needs no download: give its
+folder to ``prepare openi --source`` (the README lists the names it accepts). A partial download
+prepares the studies whose images are there and reports the rest as missing.
+
+The NLM PNGs are about 2048 px: for CPU training (``openi_cpu``) build a 128 px cache first.
 """
 
 import argparse
@@ -62,7 +67,12 @@ def main(argv=None) -> int:
     if args.prepare:
         from joimternet_lite.data.prepare import main as prepare
 
-        return prepare(["openi", "--source", str(args.dest), "--out", str(args.prepare)])
+        code = prepare(["openi", "--source", str(args.dest), "--out", str(args.prepare)])
+        if code == 0:
+            print(f"next, on a CPU: python data_scripts/build_cache.py --manifest {args.prepare} --cache "
+                  f"{args.prepare}/cache_128 --size 128, then python -m joimternet_lite train --config openi_cpu "
+                  f"data.root={args.prepare} data.cache_dir={args.prepare}/cache_128")
+        return code
     return 0
 
 
