@@ -409,3 +409,15 @@ def test_openi_presets_train_with_lateral_only_studies_out_of_the_box(tmp_path, 
     listed = [json.loads(x) for x in (tmp_path / "run" / "skipped_samples.jsonl").read_text().splitlines()]
     excluded = {e["study_id"] for e in listed if e["kind"] == "no_frontal_image"}
     assert excluded and excluded <= {str(u) for u in range(2, 41, 5)} and len(excluded) == len(listed)
+
+
+def test_find_openi_source_finds_a_download_one_level_down_only(tmp_path):
+    assert openi.find_openi_source(tmp_path / "absent") is None
+    (tmp_path / "synthcxr").mkdir()
+    (tmp_path / "layouts" / "openi_raw").mkdir(parents=True)  # a notebook's own layout: two levels down
+    (tmp_path / "layouts" / "openi_raw" / "indiana_reports.csv").write_text("uid\n")
+    assert openi.find_openi_source(tmp_path) is None
+    (tmp_path / "kaggle").mkdir()
+    (tmp_path / "kaggle" / "iu_reports.csv").write_text("uid\n")
+    (tmp_path / "nlm" / "ecgen-radiology").mkdir(parents=True)
+    assert openi.find_openi_source(tmp_path) == tmp_path / "kaggle"  # sorted: kaggle before nlm

@@ -112,6 +112,16 @@ class OpenIReport:
     image_ids: list[str] = field(default_factory=list)
 
 
+def find_openi_source(root: str | Path) -> Path | None:
+    """The first folder directly under ``root`` (sorted) that holds OpenI reports at its top level
+    (a reports archive, ``ecgen-radiology/`` or a reports CSV), or None. Notebook 12 uses it to find a
+    real download in the data folder; deeper folders (the notebook's own layouts) are not searched."""
+    markers = ("NLMCXR_reports.tgz", "ecgen-radiology", *REPORT_CSV_NAMES)
+    root = Path(root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return next((f for f in folders if any((f / m).exists() for m in markers)), None)
+
+
 def parse_report_xml(data: bytes, source: str) -> OpenIReport:
     """Parse one ``ecgen-radiology/<id>.xml``. Raises ``OpenIError`` naming ``source`` if malformed."""
     try:
