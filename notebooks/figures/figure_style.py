@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen before pyplot loads)
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none", "font.size": 9})
 
@@ -16,3 +17,22 @@ plt.rcParams.update({"svg.hashsalt": "joimternet-course", "svg.fonttype": "none"
 def save_svg(fig, out: Path, **savefig_kwargs) -> None:
     """Write ``fig`` to ``out`` without the date matplotlib would otherwise embed."""
     fig.savefig(out, metadata={"Date": None}, **savefig_kwargs)
+
+# The global image vector "v bar" as plain text: v and a combining macron (U+0304) in one SVG text
+# element, which browsers compose into one glyph. Mathtext's $\bar v$ writes the macron as a separate
+# <tspan> placed after the v, where it shows as a stray dash.
+V_BAR = "v\u0304"
+
+
+def box(ax, x, y, w, h, text, fc="white", fontsize=9, ec="black"):
+    """A rounded box with centred text; (x, y) is its lower-left corner in data units."""
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=fc, ec=ec, lw=1))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+
+
+def arrow(ax, start, end, text="", color="black", fontsize=8):
+    """An arrow from ``start`` to ``end`` with an optional label above its middle."""
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.1})
+    if text:
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.08, text, ha="center", va="bottom",
+                fontsize=fontsize, color=color)

@@ -9,7 +9,7 @@ Writes method_overview.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import plt, save_svg
+from figure_style import V_BAR, plt, save_svg
 from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
@@ -53,7 +53,7 @@ def main(out: Path = OUT) -> None:
     box(ax, 2.25, 0.5, 1.7, 1.1, "text tower\n(BERT, nb 04)", TEXT)
     # what the towers give
     box(ax, 4.6, 4.05, 1.9, 0.6, "regions $v_1 \\ldots v_R$", IMAGE, fontsize=8)
-    box(ax, 4.6, 2.95, 1.9, 0.6, "image vector $\\bar v$", IMAGE, fontsize=8)
+    box(ax, 4.6, 2.95, 1.9, 0.6, f"image vector {V_BAR}", IMAGE, fontsize=8)
     box(ax, 4.6, 1.45, 1.9, 0.6, "report vector $t$", TEXT, fontsize=8)
     box(ax, 4.6, 0.35, 1.9, 0.6, "words $e_1 \\ldots e_T$", TEXT, fontsize=8)
     for y_from, y_to in ((3.85, 4.35), (3.55, 3.25)):
@@ -61,7 +61,7 @@ def main(out: Path = OUT) -> None:
     for y_from, y_to in ((1.3, 1.75), (0.8, 0.65)):
         arrow(ax, (3.95, y_from), (4.6, y_to))
     # the two matches
-    box(ax, 7.2, 2.0, 2.3, 1.05, "global match\n$S_g = \\cos(\\bar v, t)$\n(nb 05)", MATCH)
+    box(ax, 7.2, 2.0, 2.3, 1.05, f"global match\ncos({V_BAR}, t)\n(nb 05)", MATCH)
     box(ax, 7.2, 0.3, 2.3, 1.35, "local match\neach word attends\nto the regions: $S_w$\n(nb 06)", MATCH)
     arrow(ax, (6.5, 3.25), (7.2, 2.75))
     arrow(ax, (6.5, 1.75), (7.2, 2.35))

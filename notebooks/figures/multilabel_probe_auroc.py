@@ -28,9 +28,9 @@ def box(ax, x, y, w, h, text, colour="black", fc="white"):
 def probe(ax):
     """Panel 1: image -> frozen tower -> vector -> one logistic regression per finding."""
     box(ax, 0.0, 2.0, 1.2, 1.0, "chest\nX-ray")
-    box(ax, 1.6, 1.8, 1.5, 1.4, "image tower\n(frozen)", "tab:blue", "#e8f0fa")
+    box(ax, 1.45, 1.8, 1.85, 1.4, "image tower\n(frozen)", "tab:blue", "#e8f0fa")
     box(ax, 3.5, 2.1, 1.0, 0.8, "x\n(D,)")
-    for a, b in ((1.2, 1.6), (3.1, 3.5)):
+    for a, b in ((1.2, 1.45), (3.3, 3.5)):
         ax.annotate("", xy=(b, 2.5), xytext=(a, 2.5), arrowprops={"arrowstyle": "->"})
     for k, (name, p) in enumerate(zip(FINDINGS, PROBABILITIES, strict=True)):
         y = 4.4 - 1.0 * k

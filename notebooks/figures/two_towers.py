@@ -6,7 +6,7 @@ Writes two_towers.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import plt, save_svg
+from figure_style import V_BAR, plt, save_svg
 from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
@@ -61,7 +61,7 @@ def main(out: Path = OUT) -> None:
     arrow(ax, (5.1, 3.55), (7.1, 3.1), "stage 6, pool, Linear")
     vectors(ax, 7.2, 4.3, 8, ["$v_1$", "$v_2$", "...", "", "", "", "", "$v_R$"], "#ffd6d6")
     ax.text(9.85, 4.8, "regions (B, R, D)\nR = 16 x 16 = 256,\nrow-major grid", va="center", fontsize=8)
-    vectors(ax, 7.2, 2.6, 1, ["$\\bar v$"], "#ffa0a0")
+    vectors(ax, 7.2, 2.6, 1, [V_BAR], "#ffa0a0")
     ax.text(7.65, 3.1, "global image vector (B, D)", va="center", fontsize=8)
     # text tower (bottom)
     ax.text(1.1, 1.05, "\"No pleural effusion.\"", ha="center", va="center", fontsize=10)
@@ -77,7 +77,7 @@ def main(out: Path = OUT) -> None:
     # the joint space
     ax.add_patch(Rectangle((6.95, -1.35), 4.6, 6.9, fill=False, ls="--", ec="0.4"))
     ax.text(9.25, 5.65, "one joint space, D = 512", ha="center", color="0.3")
-    ax.text(11.7, 3.6, "global match:\ncos($\\bar v$, t)\n(notebook 05)", fontsize=8, va="center")
+    ax.text(11.7, 3.6, f"global match:\ncos({V_BAR}, t)\n(notebook 05)", fontsize=8, va="center")
     ax.text(11.7, 1.6, "local match:\nwords attend\nto regions\n(notebook 06)", fontsize=8, va="center")
     ax.set(xlim=(0, 13.0), ylim=(-1.5, 6.0), aspect="equal")
     ax.axis("off")
