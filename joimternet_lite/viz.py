@@ -77,10 +77,10 @@ def _draw_report(ax, record: dict, wrap: int) -> None:
 # ----------------------------------------------------------------------------- demo report figures
 
 
-def _save(fig, out_png: str | Path) -> Path:
+def _save(fig, out_png: str | Path, metadata: dict[str, str] | None = None) -> Path:
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
     return out_png
 
@@ -201,6 +201,6 @@ def word_map_figure(image, words: list[str], maps, kind: str, title: str = "", c
     return fig
 
 
-def save_figure(fig, out_png: str | Path) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    return _save(fig, out_png)
+def save_figure(fig, out_png: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``fig`` as a PNG atomically and close it; ``metadata`` adds PNG text chunks (key: text)."""
+    return _save(fig, out_png, metadata)
