@@ -298,12 +298,57 @@ def newest_verified_checkpoint(run_dir: str | Path) -> tuple[Path | None, dict |
     return None, None, skipped
 
 
+# safetensors' own words for a damaged header -> what happened to the file, in ours
+_HEADER_PROBLEMS = {
+    "file not fully covered": "its tensor data does not end where the file ends (the file was cut short, or "
+                              "bytes were appended)",
+    "offset for tensor": "its header gives a tensor a shape, data type or offset that the file's bytes do not hold "
+                         "(a damaged header)",
+    "overflow": "its header gives a tensor a shape too large to count (a damaged header)",
+    "invalid header": "its header is not the JSON a safetensors file starts with",
+    "header too large": "its header is larger than safetensors allows (100 MB)",
+}
+
+
+def read_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` of the safetensors file at ``path`` from its header alone: the 8-byte
+    little-endian header length, then that many bytes of JSON. No tensor data is read, so a config or
+    a header that claims a huge tensor costs nothing. Raises ``CheckpointError`` naming the file when
+    it is not a whole safetensors file (cut short, cut inside its header, a damaged header)."""
+    path = Path(path)
+    if not path.is_file():  # a FIFO would block the read below
+        raise CheckpointError(f"{path}: no such weights file (or not a regular file); pass the model's "
+                              f"{MODEL_FILE} or the folder that holds it")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise _damaged(path, f"{size} bytes, too short for a safetensors file")
+    length = int.from_bytes(head, "little")
+    if 8 + length > size:
+        raise _damaged(path, f"its header length field says {length} bytes, but the file holds {size} bytes in all "
+                             "(it was cut inside its header, or is not a safetensors file)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            slices = {k: f.get_slice(k) for k in f.keys()}
+            return {k: (s.get_dtype(), tuple(s.get_shape())) for k, s in slices.items()}
+    except SafetensorError as err:
+        said = " ".join(str(err).split())
+        raise _damaged(path, next((ours for theirs, ours in _HEADER_PROBLEMS.items() if theirs in said),
+                                  f"safetensors cannot read its header ({said})")) from err
+
+
+def _damaged(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a whole safetensors file: {problem}. The file is damaged: copy or download "
+                          "it again, or save the model again (a checkpoint: resume from an older one with "
+                          "--resume-from STEP)")
+
+
 def check_compatible(path: str | Path, model: torch.nn.Module, vocab_size: int | None = None) -> None:
     """Raise ``CheckpointError`` naming ``path`` when its tensors do not fit ``model``."""
     path = Path(path)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    with safe_open(str(path), framework="pt") as f:
-        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    stored = {k: shape for k, (_, shape) in read_header(path).items()}
     wrong = [f"{k}: file {stored[k]} vs model {expected[k]}" for k in stored if k in expected
              and stored[k] != expected[k]]
     unknown = sorted(set(stored) - set(expected))
@@ -319,7 +364,7 @@ def load_weights(path: str | Path, model: torch.nn.Module, vocab_size: int | Non
     """Load ``model.safetensors`` (or a checkpoint folder holding it) into ``model``, strictly."""
     path = Path(path)
     file = path / MODEL_FILE if path.is_dir() else path
-    if not file.exists():
+    if not file.is_file():
         raise CheckpointError(f"{file}: no such weights file; pass a checkpoint folder or a .safetensors file")
     check_compatible(file, model, vocab_size)
     missing, unexpected = load_model(model, str(file), strict=False)

@@ -246,3 +246,51 @@ def test_a_damaged_commit_marker_is_a_checkpoint_error_naming_it(tmp_path, text)
     with pytest.raises(CheckpointError, match=r"trainer\.json: .*damaged.*--resume-from"):
         ckpt.read_state(marker.parent)
     assert ckpt.latest_checkpoint(tmp_path) is None
+
+
+def damaged_weights(raw: bytes, kind: str) -> bytes:
+    """A safetensors file's bytes damaged one way: cut inside the data, cut inside the header, a
+    header that claims a 4 TB tensor, or a header length field of 2^62 bytes."""
+    length = int.from_bytes(raw[:8], "little")
+    if kind == "cut file":
+        return raw[: 8 + length + (len(raw) - 8 - length) // 2]
+    if kind == "cut header":
+        return raw[: 8 + length // 2]
+    if kind == "absurd header length":
+        return (2**62).to_bytes(8, "little") + raw[8:]
+    header = json.loads(raw[8:8 + length])
+    name = next(k for k in header if k != "__metadata__")
+    header[name] = {**header[name], "shape": [10**12], "data_offsets": [0, 4 * 10**12]}
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + raw[8 + length:]
+
+
+DAMAGE_REASONS = {
+    "cut file": r"its tensor data does not end where the file ends \(the file was cut short",
+    "cut header": r"its header length field says \d+ bytes, but the file holds \d+ bytes in all \(it was cut inside",
+    "huge tensor": r"its header gives a tensor a shape, data type or offset that the file's bytes do not hold",
+    "absurd header length": r"its header length field says 4611686018427387904 bytes, but the file holds",
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE_REASONS)
+def test_damaged_weights_are_a_checkpoint_error_saying_how_before_any_tensor_is_read(tmp_path, kind, monkeypatch):
+    model, _ = _fresh()
+    path = tmp_path / "model.safetensors"
+    ckpt.save_weights(model, path)
+    path.write_bytes(damaged_weights(path.read_bytes(), kind))
+    monkeypatch.setattr(ckpt, "load_model", lambda *a, **k: pytest.fail("tensor data read from a damaged file"))
+    with pytest.raises(CheckpointError, match=rf"model\.safetensors: not a whole safetensors file: "
+                                              rf"{DAMAGE_REASONS[kind]}.*copy or download it again"):
+        ckpt.load_weights(path, Tiny())
+
+
+def test_the_header_gives_every_tensor_with_its_dtype_and_shape(tmp_path):
+    model, _ = _fresh()
+    path = tmp_path / "model.safetensors"
+    ckpt.save_weights(model, path)
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))  # the whole file, read the ordinary way
+    assert {v.dtype for v in stored.values()} == {torch.float32}
+    assert ckpt.read_header(path) == {k: ("F32", tuple(v.shape)) for k, v in stored.items()}
