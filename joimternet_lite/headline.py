@@ -1,5 +1,6 @@
 """The headline metrics of an evaluation: the rows that the demo report and the model card show,
-trained beside untrained. Plain dict reading, so that any layer may use it.
+trained beside untrained, and ``results.json``'s ``headline`` block. Plain dict reading, so that any
+layer may use it.
 
 Taught in notebook 09 (retrieval) and 10 (classification); ``results.json`` holds the full tables.
 """
@@ -7,22 +8,55 @@ Taught in notebook 09 (retrieval) and 10 (classification); ``results.json`` hold
 from __future__ import annotations
 
 
+def _retrieval(rows, direction, scoring):
+    return next(r for r in rows if r["direction"] == direction and r["scoring"] == scoring
+                and r["relevance"] == "instance")
+
+
+def _overall(rows, kind, words, value):
+    """``value`` of the summary row (kind, words, all findings); None when there is none."""
+    return next((r[value] for r in rows if r["kind"] == kind and r["words"] == words and r["type"] == "all"), None)
+
+
+HEADLINE_MAP = ("alpha", "phrase alone")  # the maps ``ground`` draws by default, for a phrase typed alone
+
+
+def headline(results: dict) -> dict:
+    """The ``headline`` block of ``results.json`` for one model's ``evaluate_model`` results.
+
+    Grounding keys read the maps ``ground`` draws (alpha, each finding's phrase typed alone):
+    ``paired_phrase`` and ``left_right`` (chance 0.5), ``pointing`` and ``pointing_best_control``
+    (the better of the blind map and the model's own mean map over unrelated sentences, on the same
+    findings). ``i2r_global_r10``: image -> report R@10 (global, instance relevance, percent);
+    ``probe_auroc``: the linear probe's mean AUROC; ``search_p10``: mean precision@10 of the finding
+    queries (``evaluate.finding_search``). Keys a dataset cannot measure (no ground truth) are None.
+    """
+    kind, words = HEADLINE_MAP
+    grounding = results.get("grounding", [])
+    controls = [_overall(grounding, "blind", words, "hit"), _overall(grounding, f"{kind} control", "unrelated", "hit")]
+    controls = [c for c in controls if c is not None]
+    search = results.get("search")
+    return {
+        "paired_phrase": _overall(results.get("paired_phrase", []), kind, words, "paired"),
+        "pointing": _overall(grounding, kind, words, "hit"),
+        "pointing_best_control": max(controls) if controls else None,
+        "left_right": _overall(results.get("laterality_swap", []), kind, words, "left_right"),
+        "i2r_global_r10": _retrieval(results["retrieval"], "image->report", "global")["R@10"],
+        "probe_auroc": results["classification"][0]["mean"],
+        "search_p10": search["mean_precision"] if search else None,
+    }
+
+
 def improvement_checks(trained: dict, baseline: dict) -> list[tuple[str, float, float]]:
     """(metric, trained, untrained) for the headline metrics of the report."""
-    def pick(rows, direction, scoring):
-        return next(r for r in rows if r["direction"] == direction and r["scoring"] == scoring
-                    and r["relevance"] == "instance")
-
     checks = []
     for direction in ("image->report", "report->image"):
         for scoring in ("global", "local"):
-            t, b = pick(trained["retrieval"], direction, scoring), pick(baseline["retrieval"], direction, scoring)
+            t, b = (_retrieval(r["retrieval"], direction, scoring) for r in (trained, baseline))
             checks.append((f"retrieval {direction} {scoring} R@10", t["R@10"], b["R@10"]))
     checks.append(("classification mean AUROC (linear probe)", trained["classification"][0]["mean"],
                    baseline["classification"][0]["mean"]))
     if "grounding" in trained:
-        def hit(rows):
-            return next(r["hit"] for r in rows if r["kind"] == "raw" and r["words"] == "phrase" and r["type"] == "all")
-        checks.append(("grounding pointing (raw map, phrase, all findings)", hit(trained["grounding"]),
-                       hit(baseline["grounding"])))
+        checks.append(("grounding pointing (raw map, phrase, all findings)",
+                       *(_overall(r["grounding"], "raw", "phrase", "hit") for r in (trained, baseline))))
     return checks

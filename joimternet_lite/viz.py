@@ -121,10 +121,16 @@ def _embedding_rows(embeddings: dict) -> dict[int, int]:
     return {int(index): row for row, index in enumerate(embeddings["index"].tolist())}
 
 
+STOP_WORDS = ("the", "of", "and", "is", "in", "with", "at", "there")  # attention_examples draws one
+
+
 def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_png: str | Path, device,
                        studies: int = 2, max_words: int = 6) -> Path:
-    """For test studies with a positive finding: the image with the finding's mask, then the alpha
-    and raw maps of each word of the finding's phrase, upsampled over the image. Taught in notebook 11."""
+    """For test studies with a positive finding: the image with the finding's box, then the maps of
+    each word of the finding's phrase and of one stop word of the report, upsampled over the image:
+    alpha rows first, then raw rows, each kind on one colour scale with its colourbar (a map's share
+    of its mass per cell), so a stop word and a finding word compare at a glance. Taught in notebook 11."""
+    from .data.tokenizer import split_words
     from .evaluate.grounding import word_maps_for
 
     images = _eval_images(cfg, manifest)
@@ -133,31 +139,64 @@ def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_pn
     picked = [(i, row) for i, row in enumerate(rows) if row.get("findings_gt") and i in row_of][:studies]
     if not picked:
         return _save(plt.figure(), out_png)
-    grid = model.grid
-    fig, axes = plt.subplots(2 * len(picked), max_words + 1, figsize=(1.8 * (max_words + 1), 3.8 * len(picked)))
-    for k, (i, row) in enumerate(picked):
+    panels = {"alpha": [], "raw": []}  # kind -> [(title, image, box, [(word, (R,) map) ...])]
+    for i, row in picked:
         gt = row["findings_gt"][0]
-        words = gt["phrase_words"][:max_words]
-        image = images[i]["image"]
-        size = image.shape[-1]
-        from .data.tokenizer import split_words
-
         names = [w for w, _ in split_words(row["text"])]
-        for m, kind in enumerate(("alpha", "raw")):
+        stop = next((k for k, w in enumerate(names) if w in STOP_WORDS and k not in gt["phrase_words"]), None)
+        words = gt["phrase_words"][:max_words] + ([stop] if stop is not None else [])
+        for kind, found in panels.items():
             maps = word_maps_for(model, tokenizer, embeddings["regions"], [(row_of[i], row["text"])], kind, device)[0]
-            axes_row = axes[2 * k + m]
-            _show(axes_row[0], image, f"{row['study_id']}\n{gt['type']} ({kind})")
-            x0, y0, x1, y1 = (v * size for v in gt["box"])
-            axes_row[0].add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="#ff5555"))
-            for j in range(max_words):
-                ax = axes_row[j + 1]
-                if j >= len(words) or words[j] >= maps.shape[0]:
-                    ax.axis("off")
-                    continue
-                heat = maps[words[j]].reshape(grid).numpy()
-                _show(ax, image, f"'{names[words[j]]}'")
-                ax.imshow(heat, cmap="inferno", alpha=0.55, extent=(0, size, size, 0), interpolation="nearest")
-                ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="#55aaff", lw=0.8))
+            shown = [(f"'{names[k]}'" + (" (stop word)" if k == stop else ""), maps[k]) for k in words
+                     if k < maps.shape[0]]
+            found.append((f"{row['study_id']} ({kind})\n{gt['type']}", images[i]["image"], gt["box"], shown))
+    columns = 1 + max(len(shown) for found in panels.values() for *_, shown in found)
+    fig, axes = plt.subplots(2 * len(picked), columns, figsize=(1.8 * columns + 1.0, 2.0 * 2 * len(picked)),
+                             squeeze=False)
+    for k, (kind, found) in enumerate(panels.items()):
+        group = axes[k * len(picked):(k + 1) * len(picked)]
+        top = max(float(m.max()) for *_, shown in found for _, m in shown)
+        for axes_row, (title, image, box, shown) in zip(group, found, strict=True):
+            drawn = _draw_word_maps(axes_row, title, image, box, shown, model.grid, top)
+        fig.colorbar(drawn, ax=group.ravel().tolist(), shrink=0.8, label=f"{kind}: share of the map per cell")
+    return _save(fig, out_png)
+
+
+def _draw_word_maps(axes_row, title: str, image, box, shown, grid, top: float):
+    """One figure row: the image and its box, then each (word, (R,) map) on the scale [0, top]."""
+    size = image.shape[-1]
+    x0, y0, x1, y1 = (v * size for v in box)
+    _show(axes_row[0], image, title)
+    for ax, (word, heat) in zip(axes_row[1:], shown, strict=False):
+        _show(ax, image, word)
+        drawn = ax.imshow(heat.reshape(grid).numpy(), cmap="inferno", alpha=0.6, vmin=0.0, vmax=top,
+                          extent=(0, size, size, 0), interpolation="nearest")
+    for ax in axes_row[:len(shown) + 1]:
+        ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="#ff5555", lw=0.8))
+    for ax in axes_row[len(shown) + 1:]:
+        ax.axis("off")
+    return drawn
+
+
+def query_panel(search: dict, embeddings: dict, manifest, cfg, out_png: str | Path, top: int = 5,
+                queries=("left pleural effusion", "right pneumothorax", "cardiomegaly", "pacemaker")) -> Path:
+    """Query -> its top images (``evaluate.finding_search.search_precision``'s ranking), framed green
+    when relevant, red when not. Taught with the search command (docs/API.md)."""
+    images = _eval_images(cfg, manifest)
+    index_of = dict(zip(embeddings["study_ids"], embeddings["index"].tolist(), strict=True))
+    chosen = [q for q in search["queries"] if q["query"] in queries] or search["queries"][:len(queries)]
+    fig, axes = plt.subplots(len(chosen), top + 1, figsize=(1.9 * (top + 1), 2.1 * len(chosen)), squeeze=False)
+    for axes_row, q in zip(axes, chosen, strict=True):
+        axes_row[0].text(0, 0.5, textwrap.fill(f"'{q['query']}'\nP@{search['k']} {q['precision']:.2f}, "
+                                               f"prevalence {q['prevalence']:.2f}", 22), va="center", fontsize=8)
+        axes_row[0].axis("off")
+        for rank, ax in enumerate(axes_row[1:]):
+            if rank >= len(q["top"]):
+                ax.axis("off")
+                continue
+            _show(ax, images[int(index_of[q["top"][rank]])]["image"], f"#{rank + 1} {q['top'][rank]}")
+            colour = "#33cc33" if q["top_relevant"][rank] else "#ee3333"
+            ax.add_patch(patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec=colour, lw=3))
     return _save(fig, out_png)
 
 

@@ -1,0 +1,68 @@
+"""The headline block and the report's grounding tables, from hand-made evaluation results."""
+
+import math
+
+import pytest
+
+from joimternet_lite.headline import headline
+from joimternet_lite.report import controls_table, grounding_table, search_table, with_interval
+
+KEYS = {"paired_phrase", "pointing", "pointing_best_control", "left_right", "i2r_global_r10", "probe_auroc",
+        "search_p10"}
+
+
+def _results(control_hit=0.3, blind_hit=0.2):
+    def row(kind, words, **values):
+        return dict(kind=kind, words=words, type="all", n=10, chance=0.083, **values)
+
+    return {
+        "retrieval": [dict(direction=d, scoring=s, relevance="instance", **{"R@10": r10})
+                      for d, s, r10 in (("image->report", "global", 37.0), ("report->image", "global", 30.0),
+                                        ("image->report", "local", 20.0))],
+        "classification": [{"mean": 0.85}],
+        "grounding": [row("alpha", "phrase alone", hit=0.12, hit_low=0.08, hit_high=0.16),
+                      row("alpha", "phrase", hit=0.5), row("blind", "phrase alone", hit=blind_hit),
+                      row("alpha control", "unrelated", hit=control_hit), row("raw control", "unrelated", hit=0.9)],
+        "paired_phrase": [row("alpha", "phrase alone", paired=0.59, paired_low=0.5, paired_high=0.68),
+                          row("raw", "phrase alone", paired=0.7)],
+        "laterality_swap": [row("alpha", "phrase alone", left_right=0.61), row("alpha", "phrase", left_right=0.4)],
+        "search": {"k": 10, "mean_precision": 0.22, "mean_prevalence": 0.08,
+                   "queries": [dict(query="pacemaker", relevant=7, prevalence=0.035, precision=0.1)]},
+    }
+
+
+def test_headline_reads_the_maps_ground_draws_and_the_best_control():
+    block = headline(_results())
+    assert set(block) == KEYS
+    assert block == dict(paired_phrase=0.59, pointing=0.12, pointing_best_control=0.3, left_right=0.61,
+                         i2r_global_r10=37.0, probe_auroc=0.85, search_p10=0.22)
+    assert headline(_results(control_hit=0.1, blind_hit=0.2))["pointing_best_control"] == 0.2
+
+
+def test_headline_without_ground_truth_leaves_grounding_and_search_empty():
+    results = _results()
+    for key in ("grounding", "paired_phrase", "laterality_swap", "search"):
+        del results[key]
+    block = headline(results)
+    assert block["i2r_global_r10"] == 37.0 and block["probe_auroc"] == 0.85
+    assert [k for k, v in block.items() if v is None] == ["paired_phrase", "pointing", "pointing_best_control",
+                                                        "left_right", "search_p10"]
+
+
+def test_tables_show_values_with_their_intervals():
+    assert with_interval({"hit": 0.12, "hit_low": 0.08, "hit_high": 0.16}, "hit") == "0.120 [0.080, 0.160]"
+    assert with_interval({"hit": 0.12, "hit_low": math.nan, "hit_high": math.nan}, "hit") == "0.120"
+    trained, untrained = _results(), _results()
+    untrained["paired_phrase"][0]["paired"] = 0.45
+    table = controls_table(trained, untrained)
+    assert "| alpha | phrase alone | 10 | 0.590 [0.500, 0.680] | 0.450 | 10 | 0.610 | 0.610 |" in table
+    assert "| raw | phrase alone | 10 | 0.700 | 0.700 | n/a | n/a | n/a |" in table
+    assert "0.120 [0.080, 0.160]" in grounding_table(trained["grounding"], untrained["grounding"])
+    assert "| pacemaker | 7 | 0.035 | 0.100 | 0.100 |" in search_table(trained, untrained)
+
+
+@pytest.mark.parametrize("missing", ["paired_phrase", "laterality_swap"])
+def test_controls_table_tolerates_a_model_without_one_test(missing):
+    trained = _results()
+    trained[missing] = []
+    assert "alpha" in controls_table(trained, _results())
