@@ -81,15 +81,19 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--top", type=_positive_int, default=10, help="results to print (default 10)")
     p.add_argument("--scoring", choices=("global", "local", "combined"), default="global",
                    help="global: vector cosine (default); local: word-region matching; combined: both")
-    p.add_argument("--index", help="embedding index file (default: <images>.joimternet-index.safetensors "
-                                   "beside the folder)")
+    p.add_argument("--index", help="embedding index file (default: .joimternet-index.safetensors inside the "
+                                   "folder); must be new or an index written by search")
+    p.add_argument("--overwrite", action="store_true", help="let --index replace a file that is not an index")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON document (exact file names) instead of one line each")
     _add_device_arguments(p)
     p.set_defaults(func=_search)
     p = sub.add_parser("ground", help="draw the word-region maps of a sentence over an image")
     p.add_argument("--model", required=True, help="a save_pretrained folder, a checkpoint folder or a run folder")
     p.add_argument("--image", required=True, help="a PNG, JPEG or DICOM file")
     p.add_argument("--text", required=True, help="the sentence whose words are mapped")
-    p.add_argument("--out", required=True, help="the PNG to write")
+    p.add_argument("--out", required=True, help="the PNG to write: a new file, or a figure written by ground")
+    p.add_argument("--overwrite", action="store_true", help="let --out replace a file that is not such a figure")
     p.add_argument("--kind", choices=("alpha", "raw"), default="alpha",
                    help="alpha: the attention of the local score; raw: word-region similarity over regions")
     _add_device_arguments(p)

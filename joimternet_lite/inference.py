@@ -14,7 +14,10 @@ Shapes: N images, T reports, R = gh * gw regions, L words (the longest report, [
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -28,9 +31,13 @@ from .data.tokenizer import split_words
 from .data.transforms import build_transforms, to_tensor
 from .device import autocast_context, pick_device, resolve_precision
 from .errors import UserError
+from .terminal import print_line, printable
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 MAP_KINDS = ("alpha", "raw", "blind")
+FIGURE_TAG = {"joimternet-lite": "word maps"}  # a PNG text chunk: ground replaces only figures it wrote
+TITLE_CHARACTERS = 90  # a figure's title is the text, shortened to about three lines
+_LIBRARIES = {"PIL": "Pillow", "pydicom": "pydicom"}
 
 
 class InferenceError(UserError, ValueError):
@@ -156,10 +163,7 @@ class ImageTextInference:
 
         if kind not in MAP_KINDS:
             raise InferenceError(f"kind {kind!r}: use one of {MAP_KINDS}")
-        words = [w for w, _ in split_words(text)]
-        if not words:
-            raise InferenceError(f"text {text!r} has no words to map; give a sentence such as "
-                                 "'small left pleural effusion'")
+        words = [w for w, _ in split_words(check_sentence(text, "text"))]
         prepared = self.prepare(image)
         regions = self.encode_images(prepared[None]).regions
         report = self.embed_reports([text])
@@ -174,11 +178,10 @@ class ImageTextInference:
     def plot_word_maps(self, image: ImageInput, text: str, kind: str = "alpha", out: str | Path | None = None):
         """A figure of the image and each word's map over it; written as a PNG when ``out`` is given
         (returns the path), else returned open (a matplotlib Figure)."""
-        from .viz import save_figure, word_map_figure
+        from .viz import save_figure
 
-        found = self.word_maps(image, text, kind)
-        fig = word_map_figure(found.image, found.words, found.maps, kind, title=text)
-        return save_figure(fig, out) if out is not None else fig
+        fig = word_maps_figure(self.word_maps(image, text, kind), text)
+        return save_figure(fig, out, FIGURE_TAG) if out is not None else fig
 
     # ------------------------------------------------------------------ helpers
 
@@ -215,12 +218,91 @@ def _array_to_unit(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t[None]
 
 
+def check_sentence(text: str | None, option: str) -> str:
+    """``text`` when it is UTF-8 with at least one word, else an ``InferenceError`` naming ``option``.
+
+    Bytes that are not UTF-8 on the command line reach Python as surrogate escapes; the tokenizer
+    cannot take them.
+    """
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError:
+        raise InferenceError(f"{option} {text.encode('utf-8', 'surrogateescape')!r} holds bytes that are not UTF-8 "
+                             "text; pass the sentence in UTF-8 (check the terminal's or the script's encoding)") from None
+    if not split_words(text or ""):
+        raise InferenceError(f"{option} {text!r} has no words; give a sentence such as 'small left pleural effusion'")
+    return text
+
+
+@contextlib.contextmanager
+def reader_warnings(notes: list[str]) -> Iterator[None]:
+    """Catch the warnings raised inside the block (Pillow's, pydicom's) and append each to ``notes``
+    as one line, ``<library> warned: <message>``, for the caller to report in its own words."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                parts = Path(w.filename).parts
+                library = next((_LIBRARIES[p] for p in parts if p in _LIBRARIES), Path(w.filename).stem)
+                notes.append(f"{library} warned: {' '.join(str(w.message).split())}")
+
+
+def word_maps_figure(found: WordMaps, text: str):
+    """The figure of ``found``, the maps of ``text``: its title is the text shortened, and says how
+    many words were mapped when the model read only the start of it."""
+    import textwrap
+
+    from .viz import word_map_figure
+
+    title = textwrap.shorten(text, TITLE_CHARACTERS, placeholder=" ...")
+    total = len(split_words(text))
+    if len(found.words) < total:
+        title += f" (first {len(found.words)} of {total} words)"
+    return word_map_figure(found.image, found.words, found.maps, found.kind, title=title)
+
+
+def check_figure_path(out: str | Path, overwrite: bool) -> Path:
+    """``out`` when ``ground`` may write it: a new path, or a word-map figure written before."""
+    out = Path(out)
+    if out.is_dir():
+        raise InferenceError(f"{out}: is a folder; --out takes the PNG file to write, e.g. {out / 'maps.png'}")
+    if out.exists() and not overwrite and not _is_word_map_png(out):
+        raise InferenceError(f"{out}: exists and is not a word-map figure written by ground, so it is not replaced; "
+                             "choose another --out, or add --overwrite to replace it")
+    return out
+
+
+def _is_word_map_png(path: Path) -> bool:
+    try:
+        with Image.open(path, formats=["PNG"]) as img:  # text chunks before the pixels: read on open
+            return all(img.info.get(k) == v for k, v in FIGURE_TAG.items())
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
 def ground_command(args) -> int:
-    """``python -m joimternet_lite ground``: the word maps of ``--text`` over ``--image`` as a PNG."""
-    if not split_words(args.text or ""):
-        raise InferenceError(f"--text {args.text!r} has no words to map; give a sentence such as "
-                             "'small left pleural effusion'")
+    """``python -m joimternet_lite ground``: the word maps of ``--text`` over ``--image`` as a PNG.
+
+    Refuses to replace a file that is not a figure it wrote (unless ``--overwrite``); warns when the
+    model reads only the start of the text, and reports a reader's warnings once.
+    """
+    from .viz import save_figure
+
+    check_sentence(args.text, "--text")
+    out = check_figure_path(args.out, args.overwrite)
     engine = ImageTextInference.from_pretrained(args.model, device=args.device, precision=args.precision)
-    out = engine.plot_word_maps(args.image, args.text, args.kind, out=args.out)
-    print(f"word maps ({args.kind}) of {len(split_words(args.text))} words written to {out}")
+    notes = []
+    with reader_warnings(notes):
+        pixels = read_image(args.image)
+    for note in notes:
+        print_line(f"warning: {printable(str(args.image))}: {note} (used as read)", sys.stderr)
+    found = engine.word_maps(pixels, args.text, args.kind)
+    total = len(split_words(args.text))
+    if len(found.words) < total:
+        print_line(f"warning: --text has {total} words, more than the model reads ({engine.config.data.max_length} "
+                   f"tokens, data.max_length): only the first {len(found.words)} are mapped", sys.stderr)
+    save_figure(word_maps_figure(found, args.text), out, FIGURE_TAG)
+    print_line(f"word maps ({args.kind}) of {len(found.words)} words written to {printable(str(out))}")
     return 0

@@ -24,7 +24,7 @@ def test_api_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
     assert len(printed) == 2 + 3 and all("\t" in line for line in printed[2:])
     assert (tmp_path / "models" / "demo" / "config.json").exists()
     assert (tmp_path / "word_maps.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "data" / "synthcxr" / "images.joimternet-index.safetensors").exists()
+    assert (tmp_path / "data" / "synthcxr" / "images" / ".joimternet-index.safetensors").exists()
 
 
 def test_every_documented_top_level_name_is_exported():

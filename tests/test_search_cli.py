@@ -10,7 +10,7 @@ import pytest
 
 from joimternet_lite.cli import main
 from joimternet_lite.inference import ImageTextInference
-from joimternet_lite.search import INDEX_SUFFIX, ImageIndex
+from joimternet_lite.search import INDEX_NAME, ImageIndex
 
 QUERY = "Small left pleural effusion."
 
@@ -51,7 +51,7 @@ def test_search_ranks_as_direct_scoring_and_lists_skips(tiny_run, folder, engine
     assert "6 images (0 reused, 6 embedded, 0 gone); 2 unreadable file(s) skipped" in err
     assert "skipped cut.jpg: " in err and "skipped empty.png: " in err and "empty (0 bytes)" in err
     assert "embedding images" in err  # the progress bar
-    assert (folder.parent / f"images{INDEX_SUFFIX}").exists()
+    assert (folder / INDEX_NAME).exists()
 
 
 def test_second_query_embeds_only_new_or_changed_files(tiny_run, folder, capsys, monkeypatch):
@@ -74,7 +74,7 @@ def test_second_query_embeds_only_new_or_changed_files(tiny_run, folder, capsys,
 def test_index_goes_where_asked_and_belongs_to_one_model(tiny_run, folder, capsys, tmp_path, engine):
     index = tmp_path / "elsewhere" / "my.safetensors"
     _search(tiny_run[0], folder, capsys, "--index", str(index), "--scoring", "combined", "--precision", "bf16")
-    assert index.exists() and not (folder.parent / f"images{INDEX_SUFFIX}").exists()
+    assert index.exists() and not (folder / INDEX_NAME).exists()
     from joimternet_lite.search import model_fingerprint
 
     bf16 = ImageTextInference(engine.model, device="cpu", precision="bf16")
@@ -108,7 +108,7 @@ def test_ground_writes_the_word_maps(tiny_run, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["search", "--images", "{folder}", "--query", " ... "], "error: empty query ' ... '"),
+    (["search", "--images", "{folder}", "--query", " ... "], "error: --query ' ... ' has no words"),
     (["search", "--images", "{tmp}/nowhere", "--query", QUERY], "nowhere: no such folder"),
     (["search", "--images", "{folder}"], "--images needs --query"),
     (["search", "--image", "{folder}/img1.png"], "--image needs --manifest"),
