@@ -20,16 +20,9 @@ from .atomic import atomic_write_text
 from .config import Config, flatten, from_dict, to_dict
 from .data.dataset import load_training_data, make_dataloader, make_dataset
 from .device import pick_device
-from .evaluate import (
-    embed_dataset,
-    evaluate_frozen,
-    evaluate_grounding,
-    evaluate_retrieval,
-    laterality_swap,
-    summarize_grounding,
-    synthcxr_targets,
-)
-from .evaluate.grounding import LATERALITY_VALUES
+from .evaluate import embed_dataset, evaluate_frozen, evaluate_retrieval, synthcxr_targets
+from .evaluate.finding_search import search_precision
+from .evaluate.grounding import grounding_results
 from .models.joimternet import model_for
 
 EVAL_BATCH = 64
@@ -87,12 +80,9 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
     if "findings_gt" in manifest.column_names:
         test_rows = manifest.filter(lambda s: s == eval_split, input_columns="split")
         targets = synthcxr_targets(list(test_rows), test["study_ids"], cfg.data.root, model.grid)
-        rows = evaluate_grounding(model, tokenizer, test["regions"], targets, device=device)
-        results["grounding"] = summarize_grounding(rows)
-        results["grounding_rows"] = rows  # per finding, for intervals over studies (ablate)
-        swap = laterality_swap(model, tokenizer, test["regions"], targets, model.grid, device=device)
-        results["laterality_swap"] = [r for r in summarize_grounding(swap, values=LATERALITY_VALUES)
-                                      if r["type"] == "all"]
+        results.update(grounding_results(model, tokenizer, test["regions"], targets, model.grid,
+                                         n_boot=ev.bootstrap, seed=ev.seed, device=device))
+        results["search"] = search_precision(model, tokenizer, test, list(test_rows), device=device)
     results["skipped_studies"] = {eval_split: skipped_studies(test), "train": skipped_studies(train)}
     results["embeddings"] = test
     return results

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .config import Config, to_dict
-from .headline import improvement_checks
+from .headline import HEADLINE_MAP, headline, improvement_checks
 from .markdown import format_cell, markdown_table
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
@@ -46,22 +46,107 @@ def classification_table(trained: dict, baseline: dict) -> str:
     return table
 
 
+def with_interval(row: dict, value: str) -> str:
+    """``value`` of a summary row with its bootstrap interval over studies, when it has one."""
+    text = format_cell(row.get(value))
+    low, high = row.get(f"{value}_low"), row.get(f"{value}_high")
+    return text if low is None or math.isnan(low) else f"{text} [{format_cell(low)}, {format_cell(high)}]"
+
+
 def grounding_table(trained: list[dict], baseline: list[dict]) -> str:
+    """All findings: every map and word set, trained (with intervals) beside untrained."""
     base = {(r["kind"], r["words"], r["type"]): r for r in baseline}
     rows = []
-    for r in trained:
+    for r in (r for r in trained if r["type"] == "all"):
         b = base.get((r["kind"], r["words"], r["type"]), {})
-        rows.append([r["kind"], r["words"], r["type"], r["n"], r["hit"], b.get("hit"), r["mass"], b.get("mass"),
-                     r["chance"]])
-    return markdown_table(["map", "words", "finding", "n", "pointing", "untrained pointing", "mass in mask",
-                   "untrained mass", "chance"], rows)
+        rows.append([r["kind"], r["words"], r["n"], with_interval(r, "hit"), b.get("hit"), r["chance"],
+                     with_interval(r, "mass"), b.get("mass"), with_interval(r, "cnr"), with_interval(r, "cnr_abs"),
+                     with_interval(r, "miou"), b.get("miou")])
+    return markdown_table(["map", "words", "n", "pointing", "untrained pointing", "chance", "mass in mask",
+                           "untrained mass", "CNR", "abs CNR", "mIoU", "untrained mIoU"], rows)
+
+
+def grounding_by_type_table(trained: list[dict], kind: str, words: str) -> str:
+    """One map and word set, per finding type: pointing, its chance, mass and mIoU."""
+    rows = [[r["type"], r["n"], with_interval(r, "hit"), r["chance"], with_interval(r, "mass"), with_interval(r, "miou")]
+            for r in trained if r["kind"] == kind and r["words"] == words]
+    return markdown_table(["finding", "n", "pointing", "chance", "mass in mask", "mIoU"], rows)
+
+
+def controls_table(trained: dict, baseline: dict) -> str:
+    """The paired-phrase and left/right tests of every map, trained (intervals) beside untrained."""
+    def index(rows):
+        return {(r["kind"], r["words"]): r for r in rows}
+
+    paired, swap = index(trained["paired_phrase"]), index(trained["laterality_swap"])
+    base_paired, base_swap = index(baseline["paired_phrase"]), index(baseline["laterality_swap"])
+    rows = []
+    for key in sorted(set(paired) | set(swap)):
+        p, s = paired.get(key, {}), swap.get(key, {})
+        rows.append([*key, p.get("n"), with_interval(p, "paired"), base_paired.get(key, {}).get("paired"),
+                     s.get("n"), with_interval(s, "left_right"), base_swap.get(key, {}).get("left_right")])
+    return markdown_table(["map", "words", "pairs", "paired-phrase test", "untrained", "lateral findings",
+                           "left/right test", "untrained"], rows)
 
 
 def swap_table(rows: list[dict]) -> str:
-    return markdown_table(["map", "n", "mass on finding", "mass on mirror", "after swap: on finding", "after swap: on mirror",
-                   "moved to mirror"],
-                  [[r["kind"], r["n"], r["mass_true_before"], r["mass_mirror_before"], r["mass_true_after"],
-                    r["mass_mirror_after"], r["moved"]] for r in rows])
+    return markdown_table(["map", "words", "n", "mass on finding", "mass on mirror", "after swap: on finding",
+                           "after swap: on mirror", "moved to mirror"],
+                          [[r["kind"], r["words"], r["n"], r["mass_true_before"], r["mass_mirror_before"],
+                            r["mass_true_after"], r["mass_mirror_after"], r["moved"]] for r in rows])
+
+
+def headline_table(trained: dict, baseline: dict) -> str:
+    """results.json's ``headline`` block, trained beside untrained."""
+    t, b = headline(trained), headline(baseline)
+    return markdown_table(["key", "trained", "untrained"], [[k, t[k], b[k]] for k in t])
+
+
+def search_table(trained: dict, baseline: dict) -> str:
+    base = {q["query"]: q["precision"] for q in baseline["search"]["queries"]}
+    rows = [[q["query"], q["relevant"], q["prevalence"], q["precision"], base.get(q["query"])]
+            for q in trained["search"]["queries"]]
+    rows.append(["**mean**", None, trained["search"]["mean_prevalence"], trained["search"]["mean_precision"],
+                 baseline["search"]["mean_precision"]])
+    k = trained["search"]["k"]
+    return markdown_table(["query", "relevant images", f"prevalence (random P@{k})", f"P@{k}", f"untrained P@{k}"],
+                          rows)
+
+
+def grounding_sections(trained: dict, baseline: dict, attention_png: Path) -> list[str]:
+    """The report's grounding: the controls and the attention figure first, then the full tables."""
+    kind, words = HEADLINE_MAP
+    return [
+        "## Does the map read the words?\n\nA map that ignores the words (the same map for every phrase) "
+        "scores exactly 0.5 on both tests below, whatever the image. **Paired-phrase test**: in a study with "
+        "two findings whose footprints share no grid cell, finding A's phrase map must put more mass on A's "
+        "footprint than finding B's phrase map does (every ordered pair; ties count 0.5). **Left/right "
+        "test**: a left or right finding's phrase (one that names its side) must put more mass on the "
+        "finding than the same phrase with left and right swapped. `phrase` reads the phrase inside its "
+        "report, `phrase alone` types it alone as `ground` does; `alpha` are the maps `ground` draws. "
+        "In brackets: 95 % bootstrap intervals over the test studies.\n\n" + controls_table(trained, baseline),
+        f"![attention maps]({attention_png.name})\n\nEach study's finding: its phrase's words and one stop "
+        "word, `alpha` and `raw` maps, on one colour scale (the colourbar: a map's share of its mass per "
+        "cell; a flat map is 1 / cells everywhere). The red box is the finding.",
+        "## The headline block\n\n`results.json` holds it under `headline`. Grounding keys: the "
+        f"`{kind}` map of each finding's phrase typed alone (`{words}`); `pointing_best_control` is the "
+        "better pointing of two maps that read no finding word, on the same findings: the `blind` map (region "
+        f"lengths) and `{kind} control` (the model's mean map over unrelated sentences). `search_p10`: "
+        "the mean of the search table's P@10.\n\n" + headline_table(trained, baseline),
+        "## Grounding\n\nFor each positive finding: the map of its head word, of its whole phrase "
+        "(mean over the phrase's words) in the report, or of the phrase typed alone. `alpha` is the DAMSM "
+        "attention; `raw` the word-region similarity softmaxed over regions; `blind` a baseline that reads no "
+        "word (the image's region vector lengths); `<map> control` the model's mean map over a fixed set of "
+        "unrelated sentences (`evaluate.grounding.UNRELATED_SENTENCES`), one map per image whatever the "
+        "finding. Where a map scores no better than the controls, its hits come from the image, not from "
+        "the words. Pointing: the map's maximum lies in the finding's mask; chance is the mask's share of "
+        "the grid. CNR (signed, and absolute) and mIoU (thresholds 0.1 to 0.5) are MS-CXR's, on each map "
+        "min-max normalised. All findings:\n\n" + grounding_table(trained["grounding"], baseline["grounding"])
+        + f"\n\nPer finding type, `{kind}` map, `{words}`:\n\n"
+        + grounding_by_type_table(trained["grounding"], kind, words),
+        "### Laterality swap\n\nLeft and right swapped in the text, same image: how much of the phrase "
+        "map moves to the mirrored finding.\n\n" + swap_table(trained["laterality_swap"]),
+    ]
 
 
 def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baseline: dict, model, tokenizer,
@@ -77,8 +162,6 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
     out_dir = Path(out_dir)
     figures = {
         "loss curves": viz.loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curves.png"),
-        "attention maps": viz.attention_examples(model, tokenizer, manifest, trained["embeddings"], cfg,
-                                                 out_dir / "attention_maps.png", device),
         "retrieval grid": viz.retrieval_grid(trained["embeddings"], manifest, cfg, out_dir / "retrieval_grid.png"),
         "contact sheet": out_dir / "contact_sheet.png",
     }
@@ -104,16 +187,17 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
         + classification_table(trained["classification"][0], baseline["classification"][0]),
     ]
     if "grounding" in trained:
-        parts.append(
-            "## Grounding\n\nFor each positive finding: the map of its head word or of its whole phrase "
-            "(mean over the phrase's words). `alpha` is the DAMSM attention; `raw` the word-region "
-            "similarity softmaxed over regions; `blind` a baseline that reads no word (the image's region "
-            "vector lengths): where `raw` scores no better than `blind`, its hits come from the image, not "
-            "from the words. Pointing: the map's maximum lies in the finding's mask; "
-            "chance is the mask's share of the grid.\n\n" + grounding_table(trained["grounding"], baseline["grounding"]))
-        parts.append("### Laterality swap\n\nLeft and right swapped in the report, same image: "
-                     "how much of the phrase map moves to the mirrored finding.\n\n"
-                     + swap_table(trained["laterality_swap"]))
+        attention = viz.attention_examples(model, tokenizer, manifest, trained["embeddings"], cfg,
+                                           out_dir / "attention_maps.png", device)
+        parts += grounding_sections(trained, baseline, attention)
+    if "search" in trained:
+        panel = viz.query_panel(trained["search"], trained["embeddings"], manifest, cfg, out_dir / "search_top5.png")
+        parts.append(f"## Search\n\nOne plain query per SynthCXR finding, each ranking the "
+                     f"{trained['search']['images']} test images by the score `search` ranks with (global "
+                     "cosine); relevant: the image holds the finding (on the query's side, when it names one). "
+                     "Prevalence is what a random ranking scores.\n\n" + search_table(trained, baseline)
+                     + f"\n\n![search top 5]({panel.name})\n\nThe top 5 images of four queries; green frame: "
+                     "relevant, red: not.")
     parts.append("## Figures\n\n" + "\n\n".join(f"### {name}\n\n![{name}]({Path(p).name})"
                                                  for name, p in figures.items()))
     parts.append(f"## Configuration\n\nThe run's own, from `{provenance['config_from']}`; the evaluation "
@@ -122,7 +206,8 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
     report = out_dir / "report.md"
     atomic_write_text(report, "\n\n".join(parts) + "\n")
     atomic_write_text(out_dir / "results.json", json.dumps(
-        {"checkpoint": provenance, "skipped_studies": trained["skipped_studies"], "trained": _jsonable(trained),
+        {"checkpoint": provenance, "headline": headline(trained), "headline_untrained": headline(baseline),
+         "skipped_studies": trained["skipped_studies"], "trained": _jsonable(trained),
          "untrained": _jsonable(baseline), "checks": checks}, indent=2))
     return report
 

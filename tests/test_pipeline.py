@@ -66,14 +66,18 @@ def test_demo_writes_the_report_with_every_section_and_figure(demo_run):
     run, _, _ = demo_run
     report = (run / "report.md").read_text()
     for section in ("## Retrieval", "## Classification", "## Grounding", "Laterality swap", "## Figures",
-                    "ceiling", "chance"):
+                    "ceiling", "chance", "## Does the map read the words?", "## The headline block", "## Search"):
         assert section in report
-    for png in ("loss_curves.png", "attention_maps.png", "retrieval_grid.png", "contact_sheet.png"):
+    for png in ("loss_curves.png", "attention_maps.png", "retrieval_grid.png", "contact_sheet.png",
+                "search_top5.png"):
         data = (run / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", png
         assert len(data) > 20_000, f"{png} is almost empty ({len(data)} bytes)"
     results = json.loads((run / "results.json").read_text())
-    assert {"trained", "untrained", "checks"} <= set(results)
+    assert {"trained", "untrained", "checks", "headline", "headline_untrained"} <= set(results)
+    assert set(results["headline"]) == {"paired_phrase", "pointing", "pointing_best_control", "left_right",
+                                        "i2r_global_r10", "probe_auroc", "search_p10"}
+    assert 0.0 <= results["headline"]["search_p10"] <= 1.0
     assert len(list((run / "checkpoints").iterdir())) >= 1
 
 
