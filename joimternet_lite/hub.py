@@ -14,6 +14,11 @@ the weights, so a folder without it is incomplete) and a ``README.md`` model car
 data and its licence, the training steps and, when the run's ``results.json`` exists, the
 evaluation numbers with their protocol. ``push_to_hub`` comes from ``huggingface_hub``'s
 ``ModelHubMixin``. Nothing here unpickles.
+
+Before a model is built, its config is checked against the weights' safetensors header and sane
+maxima (``model_check``), so a damaged or hand-edited folder takes no memory before it is refused;
+each JSON file it reads (``config.json``, ``trainer.json``, a run's ``results.json``) that is damaged
+or not UTF-8 is refused by name (:func:`read_json`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .atomic import atomic_path, atomic_write_text
 from .config import Config, ConfigError, from_dict, to_dict
 from .errors import UserError
 from .headline import improvement_checks
+from .model_check import check_model_sizes
 
 HUB_FORMAT_VERSION = 1
 LIBRARY, ARCHITECTURE = "joimternet_lite", "JoImTeRNet"
@@ -173,8 +179,10 @@ def folder_config(info: Provenance, vocab_size: int) -> dict:
 def load_folder(model_class, path: Path, map_location: str | torch.device = "cpu"):
     """The model in ``path`` (see the module docstring), in eval mode, with its provenance attached."""
     if not path.is_dir():
-        raise PretrainedError(f"{path}: no such model folder. Pass a folder written by save_pretrained, a run "
-                              "folder (train.out_dir) or one of its checkpoints/step_* folders.")
+        what = "a file, not a model folder" if path.is_file() else "not a folder" if path.exists() else \
+            "no such model folder"
+        raise PretrainedError(f"{path}: {what}. Pass a folder written by save_pretrained, a run folder "
+                              "(train.out_dir) or one of its checkpoints/step_* folders.")
     if (path / CONFIG_FILE).exists():
         return _load_saved(model_class, path, map_location)
     if (path / ckpt.STATE_FILE).exists():
@@ -191,10 +199,15 @@ def load_folder(model_class, path: Path, map_location: str | torch.device = "cpu
 
 def _load_saved(model_class, folder: Path, map_location) -> Any:
     meta = read_folder_config(folder)
+    if not isinstance(meta.get("config"), dict):
+        raise PretrainedError(f"{folder / CONFIG_FILE}: its \"config\" entry is not a mapping of settings; the file "
+                              "was edited or damaged: save the model again")
     cfg = _config_from(meta["config"], folder / CONFIG_FILE, meta.get("package_version"))
     if (folder / TEXT_ENCODER_DIR).is_dir():
         cfg.model.text.pretrained_path = str(folder / TEXT_ENCODER_DIR)
     tokenizer = _tokenizer(folder, cfg)
+    check_model_sizes(model_class, cfg, len(tokenizer), folder / ckpt.MODEL_FILE, folder / CONFIG_FILE,
+                      folder / "tokenizer.json")
     model = _build(model_class, cfg, tokenizer, folder / ckpt.MODEL_FILE, map_location)
     model.provenance = Provenance(cfg, tokenizer, meta.get("step"), meta.get("dataset"), meta.get("results"),
                                   str(folder))
@@ -204,10 +217,7 @@ def _load_saved(model_class, folder: Path, map_location) -> Any:
 def read_folder_config(folder: Path) -> dict:
     """config.json of a saved folder, refused unless this package wrote it in a format it reads."""
     path = folder / CONFIG_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise PretrainedError(f"{path}: not valid JSON ({err}); save the model again") from err
+    meta = read_json(path, "save the model again")
     if not isinstance(meta, dict) or meta.get("library") != LIBRARY:
         raise PretrainedError(f"{path}: {_describe_foreign(meta)}, not a {LIBRARY} model. Load it with the "
                               "library that wrote it, or pass a folder written by JoImTeRNet.save_pretrained.")
@@ -221,6 +231,19 @@ def read_folder_config(folder: Path) -> dict:
                               f"{meta.get('format_version')}; this is {LIBRARY} {__version__}, which reads format "
                               f"{HUB_FORMAT_VERSION}. Install the version that wrote it.")
     return meta
+
+
+def read_json(path: Path, fix: str):
+    """The JSON in ``path``; ``PretrainedError`` naming it and ``fix`` when it is not UTF-8 JSON."""
+    if not path.is_file():  # a FIFO would block the read
+        raise PretrainedError(f"{path}: not a regular file; {fix}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise PretrainedError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}), "
+                              f"so not the JSON this package writes; {fix}") from err
+    except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested deeper than Python parses
+        raise PretrainedError(f"{path}: not valid JSON ({err}); {fix}") from err
 
 
 def _describe_foreign(meta) -> str:
@@ -244,12 +267,8 @@ def _config_from(raw: dict, where: Path, package_version: str | None) -> Config:
 
 def _load_checkpoint(model_class, folder: Path, map_location) -> Any:
     run_dir = folder.parent.parent
-    try:
-        state = json.loads((folder / ckpt.STATE_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise PretrainedError(f"{folder / ckpt.STATE_FILE}: not valid JSON ({err}); the checkpoint is damaged, "
-                              "use an older one") from err
-    if not state.get("config"):
+    state = read_json(folder / ckpt.STATE_FILE, "the checkpoint is damaged, use an older one")
+    if not isinstance(state, dict) or not state.get("config"):
         raise PretrainedError(f"{folder / ckpt.STATE_FILE}: records no config, so the model cannot be rebuilt; "
                               "pass a checkpoint written by `python -m joimternet_lite train`")
     if not (run_dir / "tokenizer" / "tokenizer.json").exists():
@@ -257,10 +276,13 @@ def _load_checkpoint(model_class, folder: Path, map_location) -> Any:
                               "from inside its run folder (<run>/checkpoints/step_*)")
     cfg = _config_from(state["config"], folder / ckpt.STATE_FILE, None)
     tokenizer = _tokenizer(run_dir / "tokenizer", cfg)
+    results_file = run_dir / "results.json"
+    results = read_json(results_file, "evaluate the run again (python -m joimternet_lite evaluate --config "
+                                      f"{run_dir / 'config.yaml'}) or delete it") if results_file.exists() else None
+    check_model_sizes(model_class, cfg, len(tokenizer), folder / ckpt.MODEL_FILE, folder / ckpt.STATE_FILE,
+                      run_dir / "tokenizer" / "tokenizer.json")
     model = _build(model_class, cfg, tokenizer, None, map_location)
     ckpt.load_checkpoint(folder, model, vocab_size=len(tokenizer))  # verifies sizes and hashes
-    results_file = run_dir / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else None
     model.provenance = Provenance(cfg, tokenizer, state.get("step"), dataset_of(cfg), results, str(folder))
     return model  # _build put it on map_location in eval mode; the weights load in place
 
@@ -287,7 +309,8 @@ def dataset_of(cfg: Config) -> str | None:
     """The ``source`` recorded in the data root's manifest.json (None when the root is gone)."""
     meta = Path(cfg.data.root) / "manifest.json"
     if meta.exists():
-        return json.loads(meta.read_text()).get("source")
+        found = read_json(meta, "prepare or generate the dataset again")
+        return found.get("source") if isinstance(found, dict) else None
     return "synthcxr" if cfg.data.source == "synthetic" else None
 
 

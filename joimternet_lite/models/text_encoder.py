@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import AutoModel, BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from ..config import TEXT_POOLS, TextModelConfig
 from ..data.tokenizer import MASK_ID, SPECIAL_TOKENS, local_excluded_ids
@@ -165,7 +165,10 @@ def _load_pretrained(path: str) -> nn.Module:
     if not (Path(path) / "config.json").exists():
         raise FileNotFoundError(f"model.text.pretrained_path={path}: no config.json there; point it at a folder "
                                 "written by save_pretrained (model weights, config.json and tokenizer.json)")
-    bert = AutoModel.from_pretrained(path)
+    if torch.get_default_device().type == "meta":  # a shape-only build (model_check): config, no weights
+        bert = AutoModel.from_config(AutoConfig.from_pretrained(path))
+    else:
+        bert = AutoModel.from_pretrained(path)
     if getattr(bert, "pooler", None) is not None:
         bert.pooler = None
     return bert
