@@ -15,7 +15,8 @@ def _retrieval(rows, direction, scoring):
 
 def _overall(rows, kind, words, value):
     """``value`` of the summary row (kind, words, all findings); None when there is none."""
-    return next((r[value] for r in rows if r["kind"] == kind and r["words"] == words and r["type"] == "all"), None)
+    return next((r.get(value) for r in rows if r["kind"] == kind and r["words"] == words and r["type"] == "all"),
+                None)
 
 
 HEADLINE_MAP = ("alpha", "phrase alone")  # the maps ``ground`` draws by default, for a phrase typed alone
@@ -31,19 +32,36 @@ def headline(results: dict) -> dict:
     ``probe_auroc``: the linear probe's mean AUROC; ``search_p10``: mean precision@10 of the finding
     queries (``evaluate.finding_search``). Keys a dataset cannot measure (no ground truth) are None.
     """
+    return {key: value for key, (value, _) in _headline_with_intervals(results).items()}
+
+
+def headline_intervals(results: dict) -> dict:
+    """The headline keys -> (low, high): the 95 % bootstrap interval over test studies where the
+    evaluation computed one (grounding keys, probe_auroc), else None."""
+    return {key: interval for key, (_, interval) in _headline_with_intervals(results).items()}
+
+
+def _headline_with_intervals(results: dict) -> dict:
     kind, words = HEADLINE_MAP
     grounding = results.get("grounding", [])
-    controls = [_overall(grounding, "blind", words, "hit"), _overall(grounding, f"{kind} control", "unrelated", "hit")]
-    controls = [c for c in controls if c is not None]
-    search = results.get("search")
+
+    def grounding_key(rows, kind, words, value):
+        low, high = (_overall(rows, kind, words, f"{value}_{end}") for end in ("low", "high"))
+        return _overall(rows, kind, words, value), None if low is None else (low, high)
+
+    controls = [grounding_key(grounding, "blind", words, "hit"),
+                grounding_key(grounding, f"{kind} control", "unrelated", "hit")]
+    controls = [c for c in controls if c[0] is not None]
+    probe, search = results["classification"][0], results.get("search")
     return {
-        "paired_phrase": _overall(results.get("paired_phrase", []), kind, words, "paired"),
-        "pointing": _overall(grounding, kind, words, "hit"),
-        "pointing_best_control": max(controls) if controls else None,
-        "left_right": _overall(results.get("laterality_swap", []), kind, words, "left_right"),
-        "i2r_global_r10": _retrieval(results["retrieval"], "image->report", "global")["R@10"],
-        "probe_auroc": results["classification"][0]["mean"],
-        "search_p10": search["mean_precision"] if search else None,
+        "paired_phrase": grounding_key(results.get("paired_phrase", []), kind, words, "paired"),
+        "pointing": grounding_key(grounding, kind, words, "hit"),
+        "pointing_best_control": max(controls, key=lambda c: c[0]) if controls else (None, None),
+        "left_right": grounding_key(results.get("laterality_swap", []), kind, words, "left_right"),
+        "i2r_global_r10": (_retrieval(results["retrieval"], "image->report", "global")["R@10"], None),
+        "probe_auroc": (probe["mean"], (probe["mean_ci_low"], probe["mean_ci_high"]) if "mean_ci_low" in probe
+                        else None),
+        "search_p10": (search["mean_precision"] if search else None, None),
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .config import Config, to_dict
-from .headline import HEADLINE_MAP, headline, improvement_checks
+from .headline import HEADLINE_MAP, headline, headline_intervals, improvement_checks
 from .markdown import format_cell, markdown_table
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
@@ -97,9 +97,11 @@ def swap_table(rows: list[dict]) -> str:
 
 
 def headline_table(trained: dict, baseline: dict) -> str:
-    """results.json's ``headline`` block, trained beside untrained."""
-    t, b = headline(trained), headline(baseline)
-    return markdown_table(["key", "trained", "untrained"], [[k, t[k], b[k]] for k in t])
+    """results.json's ``headline`` block, trained (with its interval where there is one) beside untrained."""
+    t, b, ci = headline(trained), headline(baseline), headline_intervals(trained)
+    rows = [[k, t[k], None if ci[k] is None else f"[{format_cell(ci[k][0])}, {format_cell(ci[k][1])}]", b[k]]
+            for k in t]
+    return markdown_table(["key", "trained", "95 % interval (studies)", "untrained"], rows)
 
 
 def search_table(trained: dict, baseline: dict) -> str:
@@ -132,7 +134,8 @@ def grounding_sections(trained: dict, baseline: dict, attention_png: Path) -> li
         f"`{kind}` map of each finding's phrase typed alone (`{words}`); `pointing_best_control` is the "
         "better pointing of two maps that read no finding word, on the same findings: the `blind` map (region "
         f"lengths) and `{kind} control` (the model's mean map over unrelated sentences). `search_p10`: "
-        "the mean of the search table's P@10.\n\n" + headline_table(trained, baseline),
+        "the mean of the search table's P@10. Intervals: bootstrap over the test studies; R@10 and P@10 "
+        "have none here (the ablation table bootstraps R@10).\n\n" + headline_table(trained, baseline),
         "## Grounding\n\nFor each positive finding: the map of its head word, of its whole phrase "
         "(mean over the phrase's words) in the report, or of the phrase typed alone. `alpha` is the DAMSM "
         "attention; `raw` the word-region similarity softmaxed over regions; `blind` a baseline that reads no "

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from joimternet_lite.headline import headline
+from joimternet_lite.headline import headline, headline_intervals
 from joimternet_lite.report import controls_table, grounding_table, search_table, with_interval
 
 KEYS = {"paired_phrase", "pointing", "pointing_best_control", "left_right", "i2r_global_r10", "probe_auroc",
@@ -19,10 +19,11 @@ def _results(control_hit=0.3, blind_hit=0.2):
         "retrieval": [dict(direction=d, scoring=s, relevance="instance", **{"R@10": r10})
                       for d, s, r10 in (("image->report", "global", 37.0), ("report->image", "global", 30.0),
                                         ("image->report", "local", 20.0))],
-        "classification": [{"mean": 0.85}],
+        "classification": [{"mean": 0.85, "mean_ci_low": 0.8, "mean_ci_high": 0.9}],
         "grounding": [row("alpha", "phrase alone", hit=0.12, hit_low=0.08, hit_high=0.16),
                       row("alpha", "phrase", hit=0.5), row("blind", "phrase alone", hit=blind_hit),
-                      row("alpha control", "unrelated", hit=control_hit), row("raw control", "unrelated", hit=0.9)],
+                      row("alpha control", "unrelated", hit=control_hit, hit_low=0.25, hit_high=0.35),
+                      row("raw control", "unrelated", hit=0.9)],
         "paired_phrase": [row("alpha", "phrase alone", paired=0.59, paired_low=0.5, paired_high=0.68),
                           row("raw", "phrase alone", paired=0.7)],
         "laterality_swap": [row("alpha", "phrase alone", left_right=0.61), row("alpha", "phrase", left_right=0.4)],
@@ -66,3 +67,12 @@ def test_controls_table_tolerates_a_model_without_one_test(missing):
     trained = _results()
     trained[missing] = []
     assert "alpha" in controls_table(trained, _results())
+
+
+def test_headline_intervals_come_with_the_value_they_belong_to():
+    ci = headline_intervals(_results())
+    assert set(ci) == KEYS
+    assert ci["pointing"] == (0.08, 0.16) and ci["paired_phrase"] == (0.5, 0.68) and ci["probe_auroc"] == (0.8, 0.9)
+    assert ci["pointing_best_control"] == (0.25, 0.35)   # the unrelated-sentence control won (0.3 > 0.2)
+    assert headline_intervals(_results(control_hit=0.1))["pointing_best_control"] is None  # blind won; no interval
+    assert ci["left_right"] is None and ci["i2r_global_r10"] is None and ci["search_p10"] is None
