@@ -54,7 +54,10 @@ User boxes (e.g. MS-CXR) come from a CSV, one box per line, read by :func:`load_
 x, y (top-left corner), w, h in pixels of the stored image of width x height. MS-CXR's
 ``label_text`` and ``category_name`` columns are accepted for phrase and category. Lines with the
 same study and phrase are one target (boxes combined). Boxes are mapped through the evaluation
-transform (resize of the shorter side, centre square crop) before they meet the grid.
+transform (resize of the shorter side, centre square crop) before they meet the grid. MS-CXR's own
+numbers for such boxes: ``summarize_grounding(evaluate_grounding(model, tokenizer, regions,
+box_targets(load_phrase_boxes(csv), study_ids, model.grid)), SCORE_VALUES)`` (CNR, mIoU, pointing);
+``grounding_results`` on the same targets adds the paired-phrase test where a study has two phrases.
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ from .intervals import paired_bootstrap
 
 log = logging.getLogger(__name__)
 
-MAP_KINDS = ("alpha", "raw", "blind")
-WORD_MAP_KINDS = ("alpha", "raw")  # the maps that read the words (the laterality swap needs them)
+MAP_KINDS = ("alpha", "raw", "sparc", "blind")
+WORD_MAP_KINDS = ("alpha", "raw", "sparc")  # the maps that read the words (the laterality swap needs them)
 LATERALITY_VALUES = ("mass_true_before", "mass_mirror_before", "mass_true_after", "mass_mirror_after", "moved",
                      "left_right")
 SCORE_VALUES = ("hit", "mass", "chance", "cnr", "cnr_abs", "miou")
