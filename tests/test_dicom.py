@@ -76,16 +76,39 @@ def test_no_preamble_no_file_meta_read_with_force(tmp_path):
     np.testing.assert_allclose(read_dicom(path), 1.0 - RAMP / 1023.0, atol=1e-6)
 
 
-def test_jpeg_baseline_frames_built_with_pillow(tmp_path):
-    grey = np.tile(np.linspace(20, 235, 64).astype(np.uint8), (48, 1))
+GREY = np.tile(np.linspace(20, 235, 64).astype(np.uint8), (48, 1))
+
+
+def jpeg_ds(grey: np.ndarray) -> Dataset:
+    """A JPEG Baseline DICOM of ``grey``, its one frame compressed by Pillow."""
     buf = io.BytesIO()
     Image.fromarray(grey).save(buf, format="JPEG", quality=95)
     ds = make_ds(grey)
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.PixelData = encapsulate([buf.getvalue()])
     ds["PixelData"].VR = "OB"
-    out = read_image(save(ds, tmp_path / "jpeg.dcm"))
-    assert np.abs(out - (grey - 20) / 215.0).max() < 0.03
+    return ds
+
+
+def test_jpeg_baseline_frames_built_with_pillow(tmp_path):
+    out = read_image(save(jpeg_ds(GREY), tmp_path / "jpeg.dcm"))
+    assert np.abs(out - (GREY - 20) / 215.0).max() < 0.03
+
+
+@pytest.mark.parametrize("cut", ["in the first fragment's item", "before the end marker"])
+def test_jpeg_dicom_cut_inside_its_pixel_data_says_the_pixel_data_is_cut(tmp_path, cut):
+    import warnings
+
+    path = save(jpeg_ds(GREY), tmp_path / "cut.dcm")
+    whole = path.read_bytes()
+    keep = whole.rfind(b"\xe0\x7f\x10\x00") + 20 if cut.startswith("in") else len(whole) - 20
+    path.write_bytes(whole[:keep])
+    with warnings.catch_warnings(record=True) as escaped:  # pydicom warns of the missing delimiter
+        warnings.simplefilter("always")
+        with pytest.raises(DicomError, match=rf"cut\.dcm: its pixel data is cut: the file ends inside the pixel data "
+                                             rf"element \(7FE0,0010\), at {keep} bytes.*Copy or download it again"):
+            read_image(path)
+    assert escaped == []
 
 
 def test_rle_compressed_is_lossless(tmp_path):

@@ -1,11 +1,13 @@
 """read_image: PNG/JPEG 8 and 16 bit, and every bad-file case names the file (notebook 12)."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from joimternet_lite.data.errors import ImageReadError
-from joimternet_lite.data.images import is_dicom, read_image
+from joimternet_lite.data.images import is_dicom, list_image_files, read_image
 
 
 @pytest.fixture
@@ -66,3 +68,71 @@ def test_extensionless_dicom_is_found_by_its_marker(tmp_path):
     (tmp_path / "README").write_text("not an image")
     assert is_dicom(path) and not is_dicom(tmp_path / "README")
     np.testing.assert_allclose(read_image(path), RAMP / 1023.0, atol=1e-6)
+
+
+@pytest.fixture
+def odd_folder(tmp_path, ramp):
+    """An image folder with one entry of each kind that is not a regular file, beside real images."""
+    import os
+
+    Image.fromarray(ramp).save(tmp_path / "good.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "folder.png").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "folder.png" / "inner.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "dangling.dcm").symlink_to("gone.dcm")
+    (tmp_path / "notes.txt").write_text("not an image name: not listed at all")
+    return tmp_path
+
+
+REASONS = {"pipe.png": r"not a regular file \(a FIFO\)", "folder.png": r"not a regular file \(a folder\)",
+           "loop.png": r"a symbolic link loop", "dangling.dcm": r"a symbolic link to gone\.dcm, which does not exist"}
+
+
+def test_entries_that_are_not_regular_files_are_listed_with_what_they_are(odd_folder):
+    files, refused = list_image_files(odd_folder)
+    assert files == [odd_folder / "folder.png" / "inner.png", odd_folder / "good.png"]
+    assert [p.name for p, _ in refused] == sorted(REASONS)
+    for path, reason in refused:
+        assert re.match(rf"{path}: {REASONS[path.name]}", reason), reason
+
+
+@pytest.mark.parametrize("name", sorted(REASONS))
+def test_reading_an_entry_that_is_not_a_regular_file_says_what_it_is_without_opening_it(odd_folder, name):
+    with pytest.raises(ImageReadError, match=rf"{name}: {REASONS[name]}"):
+        read_image(odd_folder / name)  # a FIFO opened would block here
+
+
+@pytest.mark.parametrize(("side", "pixels"), [(40, 1600), (50, 2500)])  # Pillow warns above the limit, raises above 2x
+def test_a_decompression_bomb_is_refused_as_one(tmp_path, monkeypatch, side, pixels):
+    import warnings
+
+    Image.new("L", (side, side)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError, match=rf"bomb\.png: decompression bomb \({pixels} pixels, limit 1000\)"):
+            read_image(tmp_path / "bomb.png")
+    assert escaped == []
+
+
+def test_a_library_warning_on_a_file_that_reads_becomes_one_note(tmp_path, ramp, monkeypatch, caplog):
+    import warnings
+
+    from joimternet_lite.data import images
+
+    real = images._to_unit_float
+
+    def warning_twice(img, path):  # stands in for Pillow or pydicom warning about a file it still reads
+        warnings.warn("odd chunk", UserWarning, stacklevel=1)
+        warnings.warn("another odd chunk", UserWarning, stacklevel=1)
+        return real(img, path)
+
+    monkeypatch.setattr(images, "_to_unit_float", warning_twice)
+    Image.fromarray(ramp).save(tmp_path / "a.png")
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        np.testing.assert_allclose(read_image(tmp_path / "a.png"), ramp / 255.0, atol=1e-7)
+    assert escaped == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'a.png'}: read, but a library warned: odd chunk (and 1 more warning(s))"]

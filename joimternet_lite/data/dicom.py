@@ -13,7 +13,8 @@ Without a VOI transform the image is scaled by its own minimum and maximum, whic
 does with such a file. Files without a preamble or file-meta group are read with ``force=True``.
 
 A file without pixel data is told apart by cause, because the fixes differ: a PNG / JPEG with a
-DICOM name (rename it), a copy cut short inside its header (copy it again), a DICOM that is no image
+DICOM name (rename it), a copy cut short inside its header or inside its pixel data (copy it again;
+pydicom drops a compressed pixel data element that the file ends inside), a DICOM that is no image
 such as a report (remove it), or something else entirely.
 """
 
@@ -45,6 +46,11 @@ _PLUGIN_FOR_SYNTAX = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
     "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom's own numpy decoder also works)
 }
+
+# Pixel data (7FE0,0010), the dataset's last element, and the end of a compressed one (FFFE,E0DD), as a
+# little-endian file stores them; the value representations whose length takes 4 bytes after 2 reserved.
+_PIXEL_DATA_TAG, _SEQUENCE_END = b"\xe0\x7f\x10\x00", b"\xfe\xff\xdd\xe0"
+_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 
 # Ordinary image formats sometimes saved under a DICOM name, and the suffix that file should have.
 _OTHER_FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "JPEG2000": ".jp2", "TIFF": ".tif", "BMP": ".bmp",
@@ -139,10 +145,31 @@ def _no_pixels_error(ds: pydicom.Dataset, path: Path) -> DicomError:
             f"{path}: no pixel data (7FE0,0010): its SOP class is {pydicom.uid.UID(str(sop)).name}, not an image "
             "(e.g. a report or presentation state). Remove it from the image folder."
         )
+    if _pixel_data_cut(path.read_bytes()):  # pydicom drops a compressed pixel data element the file ends inside
+        return DicomError(
+            f"{path}: its pixel data is cut: the file ends inside the pixel data element (7FE0,0010), at "
+            f"{path.stat().st_size} bytes: the copy or download is incomplete. Copy or download it again."
+        )
     return DicomError(
         f"{path}: the file ends inside its DICOM header, before any pixel data ({path.stat().st_size} bytes): "
         "the copy or download is incomplete. Copy or download it again."
     )
+
+
+def _pixel_data_cut(data: bytes) -> bool:
+    """True when ``data`` (a whole file) holds a pixel data element that it ends inside: a compressed
+    one without its end marker, or a native one whose length runs past the end of the file."""
+    start = data.rfind(_PIXEL_DATA_TAG)
+    if start < 0:
+        return False
+    explicit = data[start + 4:start + 6] in _LONG_VRS
+    at = start + (8 if explicit else 4)
+    if len(data) < at + 4:
+        return True  # cut inside the element's own header
+    length = int.from_bytes(data[at:at + 4], "little")
+    if length == 0xFFFFFFFF:
+        return _SEQUENCE_END not in data[at + 4:]
+    return at + 4 + length > len(data)
 
 
 def _other_format_error(path: Path) -> DicomError | None:

@@ -5,6 +5,13 @@ fails the same way everywhere: an ``ImageReadError`` (``data/errors.py``) that n
 problem and the fix. Callers that skip bad files (``prepare``, ``build_cache``) catch that one class
 and count it.
 
+A path is looked at with ``os.stat`` before it is opened: an entry that is not a regular file (a
+FIFO, whose open would block; a folder named ``x.png``; a symbolic link loop) is refused with what it
+is. :func:`list_image_files` lists a folder's image files and, with the same reasons, its entries
+that only look like image files, so no entry is dropped unsaid. Pillow's and pydicom's warnings are
+caught where the file is read: a decompression bomb is refused, any other warning of a file that
+reads becomes one logged note in this package's words.
+
 Ranges: an 8-bit image is divided by 255 and a 16-bit one by 65535, so the file's bit depth (not
 the image's own minimum and maximum) defines black and white. DICOM goes through
 :func:`joimternet_lite.data.dicom.read_dicom`, which applies the modality and VOI transforms.
@@ -12,6 +19,12 @@ the image's own minimum and maximum) defines black and white. DICOM goes through
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import re
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +33,12 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageReadError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
+
+log = logging.getLogger(__name__)
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
 def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:
@@ -31,12 +50,59 @@ def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:
     Raises ``ImageReadError`` for a missing, empty, truncated or undecodable file.
     """
     path = Path(path)
-    _check_exists_and_not_empty(path)
-    if is_dicom(path):
-        from .dicom import read_dicom  # local import: pydicom is only needed for DICOM sources
+    _check_regular_and_not_empty(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused like the error, see _read_pillow
+        if is_dicom(path):
+            from .dicom import read_dicom  # local import: pydicom is only needed for DICOM sources
 
-        return read_dicom(path)
-    return _read_pillow(path, min_size)
+            image = read_dicom(path)
+        else:
+            image = _read_pillow(path, min_size)
+    if caught:  # the file read; what the library warned about is said once, in a note
+        first, more = caught[0], f" (and {len(caught) - 1} more warning(s))" if len(caught) > 1 else ""
+        library = "pydicom" if "pydicom" in first.filename else "Pillow" if "PIL" in first.filename else "a library"
+        log.warning("%s: read, but %s warned: %s%s", path, library, " ".join(str(first.message).split()), more)
+    return image
+
+
+def list_image_files(folder: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+                     ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``(files, refused)`` for the entries under ``folder`` (recursive, sorted) whose name ends in
+    one of ``suffixes`` (any case): the regular files, and every other such entry (a FIFO, a folder
+    named ``x.png``, a symbolic link loop or a link to nothing) with the one-line reason
+    :func:`read_image` would give. Nothing is opened, so a FIFO cannot block the listing."""
+    files, refused = [], []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes):
+        problem = entry_problem(path)
+        if problem is None:
+            files.append(path)
+        else:
+            refused.append((path, problem))
+    return files, refused
+
+
+def entry_problem(path: Path) -> str | None:
+    """Why ``path`` is no file to read, from ``os.stat`` alone (None: a regular file)."""
+    try:
+        mode = path.stat().st_mode  # follows a symbolic link, as open would
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return (f"{path}: a symbolic link loop (it leads back to itself), so there is no file to read. Remove "
+                    "the link, or point it at the image.")
+        if path.is_symlink():
+            return (f"{path}: a symbolic link to {os.readlink(path)}, which does not exist. Remove the link, or "
+                    "point it at the image.")
+        if err.errno == errno.ENOENT:
+            return (f"{path}: file not found. If a manifest lists it, the image folder moved or is incomplete: "
+                    "check the dataset root, or re-run `prepare` on the current source folder.")
+        return f"{path}: cannot be looked at ({err.strerror}); check the permissions of its folder."
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), None)
+    if kind is not None:
+        return (f"{path}: not a regular file ({kind}), so no image can be read from it. Remove it from the image "
+                "folder, or rename it so that its name does not end in an image suffix.")
+    return None
 
 
 def is_dicom(path: Path) -> bool:
@@ -53,12 +119,10 @@ def is_dicom(path: Path) -> bool:
     return has_dicom_marker(path)
 
 
-def _check_exists_and_not_empty(path: Path) -> None:
-    if not path.exists():
-        raise ImageReadError(
-            f"{path}: file not found. If a manifest lists it, the image folder moved or is incomplete: "
-            "check the dataset root, or re-run `prepare` on the current source folder."
-        )
+def _check_regular_and_not_empty(path: Path) -> None:
+    problem = entry_problem(path)
+    if problem is not None:
+        raise ImageReadError(problem)
     if path.stat().st_size == 0:
         raise ImageReadError(
             f"{path}: file is empty (0 bytes), usually an interrupted download or copy. "
@@ -73,7 +137,14 @@ def _read_pillow(path: Path, min_size: int | None) -> np.ndarray:
                 img.draft(img.mode, (min_size, min_size))
             img.load()  # decode now, so truncation raises here and not later
             return _to_unit_float(img, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        raise ImageReadError(
+            f"{path}: decompression bomb ({pixels.group(1) if pixels else 'too many'} pixels, limit "
+            f"{Image.MAX_IMAGE_PIXELS}): its header declares an image far larger than a radiograph, so it is not "
+            "decoded. Remove it; if it is a real image, downscale it below the limit."
+        ) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(
             f"{path}: cannot decode image ({type(err).__name__}: {err}). The file is truncated or corrupt: "
             "copy or download it again, or delete it and re-run `prepare` so it is counted as missing."
