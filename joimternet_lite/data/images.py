@@ -9,8 +9,8 @@ A path is looked at with ``os.stat`` before it is opened: an entry that is not a
 FIFO, whose open would block; a folder named ``x.png``; a symbolic link loop) is refused with what it
 is. :func:`list_image_files` lists a folder's image files and, with the same reasons, its entries
 that only look like image files, so no entry is dropped unsaid. Pillow's and pydicom's warnings are
-caught where the file is read: a decompression bomb is refused, any other warning of a file that
-reads becomes one logged note in this package's words.
+caught where the file is read: a decompression bomb is refused, the warnings of a refused file are
+dropped (its reason says what they meant), and those of a file that reads go on once each.
 
 Ranges: an 8-bit image is divided by 255 and a 16-bit one by 65535, so the file's bit depth (not
 the image's own minimum and maximum) defines black and white. DICOM goes through
@@ -20,7 +20,6 @@ the image's own minimum and maximum) defines black and white. DICOM goes through
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import stat
@@ -35,7 +34,7 @@ from .errors import ImageReadError
 DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
 
-log = logging.getLogger(__name__)
+_SAID: dict = {}  # the warnings registry of read_image: a warning not caught by a caller prints once a process
 
 _NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -60,10 +59,11 @@ def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:
             image = read_dicom(path)
         else:
             image = _read_pillow(path, min_size)
-    if caught:  # the file read; what the library warned about is said once, in a note
-        first, more = caught[0], f" (and {len(caught) - 1} more warning(s))" if len(caught) > 1 else ""
-        library = "pydicom" if "pydicom" in first.filename else "Pillow" if "PIL" in first.filename else "a library"
-        log.warning("%s: read, but %s warned: %s%s", path, library, " ".join(str(first.message).split()), more)
+    # The file read: each distinct warning goes on once, from the library line that raised it, for the
+    # caller to word (search and ground: inference.reader_warnings). A file refused above took its
+    # warnings with it: the error's reason says what they meant.
+    for text, w in {str(w.message): w for w in caught}.items():
+        warnings.warn_explicit(text, w.category, w.filename, w.lineno, registry=_SAID)
     return image
 
 
