@@ -128,8 +128,9 @@ def grounding_sections(trained: dict, baseline: dict, attention_png: Path) -> li
         "report, `phrase alone` types it alone as `ground` does; `alpha` are the maps `ground` draws. "
         "In brackets: 95 % bootstrap intervals over the test studies.\n\n" + controls_table(trained, baseline),
         f"![attention maps]({attention_png.name})\n\nEach study's finding: its phrase's words and one stop "
-        "word, `alpha` and `raw` maps, on one colour scale (the colourbar: a map's share of its mass per "
-        "cell; a flat map is 1 / cells everywhere). The red box is the finding.",
+        "word in the report; `alpha` rows, then `raw` rows, each kind on one colour scale for all its words "
+        "(its colourbar: a map's share of its mass per cell; a flat map is 1 / cells everywhere). The red "
+        "box is the finding.",
         "## The headline block\n\n`results.json` holds it under `headline`. Grounding keys: the "
         f"`{kind}` map of each finding's phrase typed alone (`{words}`); `pointing_best_control` is the "
         "better pointing of two maps that read no finding word, on the same findings: the `blind` map (region "
