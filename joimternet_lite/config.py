@@ -80,6 +80,7 @@ class ScoreConfig:
     gamma2: float = 5.0                # sharpens the soft maximum over words in S_w
     chunk_size: int = 32               # images (and reports) per block in the fast local score
     cosine_scale: float | None = None  # None: raw e_i . v_j (the authors'); k: k * cos(e_i, v_j) (unit vectors)
+    word_softmax: bool = True          # the authors' softmax over words before the one over regions; false: none
 
 
 @dataclass

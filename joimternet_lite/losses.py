@@ -203,7 +203,8 @@ class JoImTeRNetLoss(nn.Module):
         null = out.get("null_region")
 
         def score(regions, text):
-            return local_similarity(regions, *text, sc.gamma1, sc.gamma2, sc.chunk_size, null_region=null)
+            return local_similarity(regions, *text, sc.gamma1, sc.gamma2, sc.chunk_size, null_region=null,
+                                    word_softmax=sc.word_softmax)
 
         mine = (out["regions"], (out["words"], out["lengths"]))
         local_keys = ("regions", "words", "lengths")

@@ -272,3 +272,17 @@ def test_the_blind_map_is_the_region_lengths_for_every_word():
     assert torch.all(maps[0, 2] == 0)                                   # padding
     with pytest.raises(ValueError, match="blind"):
         word_region_maps(regions, words, torch.tensor([2]), kind="norm")
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 32])
+def test_without_the_word_softmax_fast_equals_reference_and_each_word_attends_alone(chunk_size):
+    regions, words, lengths = make_inputs()
+    fast = local_similarity(regions, words, lengths, 1.5, chunk_size=chunk_size, word_softmax=False)
+    torch.testing.assert_close(fast, local_similarity_reference(regions, words, lengths, 1.5, word_softmax=False),
+                               rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(fast, local_similarity(regions, words, lengths, 1.5, chunk_size=chunk_size))
+    # one image, one report: a word's map is softmax over regions of gamma1 * s_ij, whatever the other words
+    paired_regions, paired_words = regions[:1], words[1:2]
+    maps = word_region_maps(paired_regions, paired_words, lengths[1:2], "alpha", 1.5, word_softmax=False)
+    hand = (1.5 * paired_words[0] @ paired_regions[0].T).softmax(dim=-1)
+    torch.testing.assert_close(maps[0], hand)

@@ -198,7 +198,7 @@ def _local(image_side, text_side, score: ScoreConfig, device) -> torch.Tensor:
     with torch.no_grad():
         sim = local_similarity(image_side["regions"].to(device), text_side["words"][:, : int(lengths.max())].to(device),
                                lengths.to(device), gamma1=score.gamma1, gamma2=score.gamma2,
-                               chunk_size=score.chunk_size,
+                               chunk_size=score.chunk_size, word_softmax=score.word_softmax,
                                null_region=None if null is None else null.to(device))
     return sim.float().cpu()
 

@@ -38,6 +38,10 @@ score unit-length regions and word vectors of length ``cosine_scale``
 cos(e_i, v_j): a word cannot win the softmax over words by its length alone. Steps 3-5 are
 unchanged (the cosine in step 5 ignores lengths).
 
+With ``word_softmax`` off (``model.score.word_softmax=false``, another lever, not the authors'),
+step 2 is skipped: alpha_ij = softmax over the regions j of gamma1 * s_ij. Each word then looks
+for its own evidence, and the words every report shares can no longer own the regions.
+
 gamma1, gamma2, the chunk size and the cosine scale come from one
 :class:`~joimternet_lite.config.ScoreConfig`, which the model's :class:`Similarity` holds
 (``model.similarity.score``); the plain functions default to its values.
@@ -66,14 +70,20 @@ def global_similarity(image_vectors: torch.Tensor, report_vectors: torch.Tensor)
 
 
 def word_region_attention(scores: torch.Tensor, word_mask: torch.Tensor, gamma1: float,
-                          word_dim: int = -2, region_dim: int = -1) -> torch.Tensor:
+                          word_dim: int = -2, region_dim: int = -1, word_softmax: bool = True) -> torch.Tensor:
     """DAMSM attention alpha from raw word-region dot products s_ij.
 
     ``scores`` holds s_ij with the words along ``word_dim`` and the regions along ``region_dim``
     (e.g. (..., L, R)); ``word_mask`` (broadcastable to ``scores``) marks real words, at least one
     per softmax. Softmax over the valid words for each region, then softmax over the regions of
     gamma1 times that. Entries of padding words are uniform over regions: the caller masks them.
+
+    ``word_softmax=False`` (``model.score.word_softmax``) skips the softmax over words: each word
+    attends over the regions on its own, softmax_j(gamma1 * s_ij), so no word can take a region
+    from another (in DAMSM the words that every report shares end up owning them; notebook 11).
     """
+    if not word_softmax:
+        return (gamma1 * scores).softmax(dim=region_dim)
     over_words = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=word_dim)
     return (gamma1 * over_words).softmax(dim=region_dim)
 
@@ -88,6 +98,7 @@ def local_similarity(
     *,
     null_region: torch.Tensor | None = None,
     recompute: bool | None = None,
+    word_softmax: bool = ScoreConfig.word_softmax,
 ) -> torch.Tensor:
     """S_w of every image with every report, exact and chunked.
 
@@ -114,28 +125,28 @@ def local_similarity(
     rows = []
     for start in range(0, num_images, chunk_size):
         image_chunk = regions[start:start + chunk_size]
-        row = [_score_report_block(image_chunk, words, lengths, idx, gamma1, gamma2, recompute)
+        row = [_score_report_block(image_chunk, words, lengths, idx, (gamma1, gamma2, word_softmax), recompute)
                for idx in report_blocks]
         rows.append(torch.cat(row, dim=1))
     return torch.cat(rows, dim=0).index_select(1, torch.argsort(order))
 
 
-def _score_report_block(regions, words, lengths, idx, gamma1, gamma2, recompute):
+def _score_report_block(regions, words, lengths, idx, settings, recompute):
     block_lengths = lengths[idx]
     max_len = max(int(block_lengths.max()), 1)  # an all-empty block still needs one column
     if recompute:
         # The gather runs inside the checkpoint: a gathered copy saved per (image chunk, report
         # block) would grow as B^2 / chunk. The block draws no random numbers: no RNG state kept.
-        return checkpoint(_gathered_block_scores, regions, words, idx, max_len, block_lengths, gamma1, gamma2,
+        return checkpoint(_gathered_block_scores, regions, words, idx, max_len, block_lengths, settings,
                           use_reentrant=False, preserve_rng_state=False)
-    return _gathered_block_scores(regions, words, idx, max_len, block_lengths, gamma1, gamma2)
+    return _gathered_block_scores(regions, words, idx, max_len, block_lengths, settings)
 
 
-def _gathered_block_scores(regions, words, idx, max_len, lengths, gamma1, gamma2):
-    return _block_scores(regions, words[idx, :max_len], lengths, gamma1, gamma2)
+def _gathered_block_scores(regions, words, idx, max_len, lengths, settings):
+    return _block_scores(regions, words[idx, :max_len], lengths, *settings)
 
 
-def _block_scores(regions, words, lengths, gamma1, gamma2):
+def _block_scores(regions, words, lengths, gamma1, gamma2, word_softmax=True):
     """S_w for every pair of a block: regions (Ic, R, D), words (Tc, L, D) -> (Ic, Tc).
 
     Layout (Ic, R, Tc, L): the scores are one GEMM and the Gram product one batched matmul, with
@@ -149,7 +160,7 @@ def _block_scores(regions, words, lengths, gamma1, gamma2):
     safe_valid = valid | (empty[:, None] & first)             # an empty report scores one dummy word
     scores = (regions.reshape(-1, dim) @ words.reshape(-1, dim).T).to(dtype)
     scores = scores.view(num_images, num_regions, num_reports, max_len)
-    alpha = word_region_attention(scores, safe_valid, gamma1, word_dim=-1, region_dim=1)
+    alpha = word_region_attention(scores, safe_valid, gamma1, word_dim=-1, region_dim=1, word_softmax=word_softmax)
     gram = (regions @ regions.transpose(1, 2)).to(dtype)     # (Ic, R, R)
     gram_alpha = (gram @ alpha.view(num_images, num_regions, -1)).view_as(alpha)
     context_sq = (gram_alpha * alpha).sum(1)                  # ||c_i||^2, (Ic, Tc, L)
@@ -173,6 +184,7 @@ def word_region_maps(
     gamma1: float = ScoreConfig.gamma1,
     *,
     null_region: torch.Tensor | None = None,
+    word_softmax: bool = ScoreConfig.word_softmax,
 ) -> torch.Tensor:
     """Word-to-region maps of paired items: regions (B, R, D), words (B, L, D) -> (B, L, R).
 
@@ -196,7 +208,7 @@ def word_region_maps(
         extended = _with_null_region(regions, null_region)
         scores = torch.einsum("brd,bld->blr", extended, words).to(dtype)
         safe_valid = valid | ~valid.any(dim=-1, keepdim=True)
-        maps = word_region_attention(scores, safe_valid[..., None], gamma1)[..., :num_regions]
+        maps = word_region_attention(scores, safe_valid[..., None], gamma1, word_softmax=word_softmax)[..., :num_regions]
     elif kind == "raw":
         maps = torch.einsum("brd,bld->blr", regions, words).to(dtype).softmax(dim=-1)
     elif kind == "sparc":
@@ -240,6 +252,7 @@ def local_similarity_reference(
     gamma2: float = ScoreConfig.gamma2,
     *,
     null_region: torch.Tensor | None = None,
+    word_softmax: bool = ScoreConfig.word_softmax,
 ) -> torch.Tensor:
     """S_w by a plain loop over pairs, step by step as the module docstring. Slow: for tests only."""
     regions = _with_null_region(regions, null_region)
@@ -252,7 +265,7 @@ def local_similarity_reference(
                 scores.append(image.new_tensor(EMPTY_REPORT_SCORE, dtype=torch.promote_types(image.dtype, torch.float32)))
                 continue
             s = e @ image.T                                 # (n, R)
-            over_words = torch.softmax(s, dim=0)
+            over_words = torch.softmax(s, dim=0) if word_softmax else s
             alpha = torch.softmax(gamma1 * over_words, dim=1)
             context = alpha @ image                         # (n, D)
             cosine = F.cosine_similarity(context, e, dim=1, eps=EPS)
@@ -291,12 +304,14 @@ class Similarity(nn.Module):
     def local_scores(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(I, R, D), (T, L, D), (T,) -> (I, T) S_w."""
         return local_similarity(regions, words, lengths, self.score.gamma1, self.score.gamma2,
-                                self.score.chunk_size, null_region=self.null_region)
+                                self.score.chunk_size, null_region=self.null_region,
+                                word_softmax=self.score.word_softmax)
 
     def maps(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
              kind: str = "alpha") -> torch.Tensor:
         """Paired word-to-region maps (B, L, R); see :func:`word_region_maps`."""
-        return word_region_maps(regions, words, lengths, kind, self.score.gamma1, null_region=self.null_region)
+        return word_region_maps(regions, words, lengths, kind, self.score.gamma1, null_region=self.null_region,
+                                word_softmax=self.score.word_softmax)
 
 
 def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -> torch.Tensor:
