@@ -19,7 +19,7 @@ def _overall(rows, kind, words, value):
                 None)
 
 
-HEADLINE_MAP = ("alpha", "phrase alone")  # the maps ``ground`` draws by default, for a phrase typed alone
+HEADLINE_MAP = ("alpha", "phrase alone")  # the maps ``ground`` draws by default (its --kind), for a phrase typed alone
 
 
 def headline(results: dict) -> dict:

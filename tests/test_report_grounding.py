@@ -76,3 +76,11 @@ def test_headline_intervals_come_with_the_value_they_belong_to():
     assert ci["pointing_best_control"] == (0.25, 0.35)   # the unrelated-sentence control won (0.3 > 0.2)
     assert headline_intervals(_results(control_hit=0.1))["pointing_best_control"] is None  # blind won; no interval
     assert ci["left_right"] is None and ci["i2r_global_r10"] is None and ci["search_p10"] is None
+
+
+def test_the_headline_reads_the_kind_ground_draws_by_default():
+    from joimternet_lite.cli import build_parser
+    from joimternet_lite.headline import HEADLINE_MAP
+
+    args = build_parser().parse_args(["ground", "--model", "m", "--image", "i.png", "--text", "t", "--out", "o.png"])
+    assert HEADLINE_MAP[0] == args.kind
