@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +27,11 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .data.errors import ImageReadError
+from .data.images import IMAGE_SUFFIXES, list_image_files
 from .errors import UserError
 from .inference import ImageEmbeddings, ImageInput, ImageTextInference, check_sentence, reader_warnings
 from .terminal import print_line, printable
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 INDEX_NAME = ".joimternet-index.safetensors"
 INDEX_FORMAT = "1"
 _INDEX_KEYS = ("format", "model", "entries")  # the safetensors metadata that marks a file as an index
@@ -165,25 +164,22 @@ def check_index_file(path: Path, overwrite: bool = False) -> None:
 
 def list_images(images_dir: Path) -> tuple[list[tuple[str, Path, tuple[int, int]]], list[tuple[str, str]]]:
     """The image files under ``images_dir`` (recursive, sorted) as (relative path, path, (size,
-    mtime ns)), and the entries with an image suffix that are no file to read, as (relative path,
-    reason). Refuses a missing folder, or one without any such entry."""
+    mtime ns)), and the entries with an image suffix that are no file to read (a FIFO, a folder
+    named ``x.png``, a broken link) as (relative path, reason). Refuses a missing folder, or one
+    without any such entry."""
     if not images_dir.is_dir():
         raise SearchError(f"{images_dir}: no such folder; --images takes a folder of PNG, JPEG or DICOM files")
-    files, skipped = [], []
-    for path in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        rel = path.relative_to(images_dir).as_posix()
-        try:
-            info = path.stat()
-        except OSError as err:  # a link to nothing, or a loop of links
-            skipped.append((rel, f"cannot be opened ({err.strerror}): a broken link? Fix or remove it"))
-            continue
-        if stat.S_ISREG(info.st_mode):
-            files.append((rel, path, (info.st_size, info.st_mtime_ns)))
-        elif not stat.S_ISDIR(info.st_mode):  # a folder is searched, not read
-            skipped.append((rel, "not a regular file (a FIFO, socket or device); remove it or copy the image in"))
-    if not files and not skipped:
+    files, refused = list_image_files(images_dir)
+    if not files and not refused:
         raise SearchError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
-    return files, skipped
+    infos = [f.stat() for f in files]
+    return ([(f.relative_to(images_dir).as_posix(), f, (i.st_size, i.st_mtime_ns)) for f, i in zip(files, infos, strict=True)],
+            [(p.relative_to(images_dir).as_posix(), _reason(p, problem)) for p, problem in refused])
+
+
+def _reason(path: Path, message: str) -> str:
+    """A reader's message about ``path`` on one line, without the path (the skip line names it)."""
+    return " ".join(message.removeprefix(f"{path}: ").split())
 
 
 def update_index(engine: ImageTextInference, images_dir: Path, index_path: Path | None = None,
@@ -245,7 +241,7 @@ def _embed_files(engine, todo, update: IndexUpdate, progress: bool) -> list:
                         prepared.append(engine.prepare(file))
                     chunk.append((rel, stamp))
                 except ImageReadError as err:
-                    update.skipped.append((rel, " ".join(str(err).removeprefix(f"{file}: ").split())))
+                    update.skipped.append((rel, _reason(file, str(err))))
                 update.warnings += [(rel, note) for note in notes]
             if prepared:
                 out = engine.encode_images(torch.stack(prepared))
