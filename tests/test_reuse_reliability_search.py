@@ -14,18 +14,12 @@ import pytest
 from PIL import Image
 from safetensors.torch import save_file
 from test_dicom import make_ds, save
+from test_search_cli import QUERY
 
 from joimternet_lite import atomic
 from joimternet_lite.cli import main
 from joimternet_lite.inference import ImageTextInference
 from joimternet_lite.search import INDEX_NAME
-
-QUERY = "Small left pleural effusion."
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_run):
-    return ImageTextInference.from_pretrained(tiny_run[0], device="cpu")
 
 
 @pytest.fixture
@@ -110,13 +104,14 @@ def test_one_folder_has_one_index_however_it_is_spelled(tiny_run, folder, capsys
     assert (folder / INDEX_NAME).is_file()
 
 
-def test_an_index_that_cannot_be_written_still_gives_the_results(tiny_run, folder, capsys, monkeypatch, engine):
+def test_an_index_that_cannot_be_written_still_gives_the_results(tiny_run, folder, capsys, monkeypatch):
     def refuse(prefix, suffix, dir):  # what mkstemp raises in a read-only folder
         raise PermissionError(13, "Permission denied", os.path.join(dir, f"{prefix}x{suffix}"))
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
     code, out, err = _search(tiny_run, capsys, folder, "--top", "2")
     assert code == 0
+    engine = ImageTextInference.from_pretrained(tiny_run[0], device="cpu")
     scores = engine.similarity(sorted(folder.glob("*.png")), [QUERY])[:, 0]
     want = [str(sorted(folder.glob("*.png"))[i]) for i in scores.argsort(descending=True)[:2].tolist()]
     assert [line.split("\t")[0] for line in out.splitlines()] == want
@@ -198,7 +193,8 @@ def test_odd_file_names_print_as_one_line_each_and_exactly_in_json(tiny_run, fol
 # ----------------------------------------------------------------------------- what is cut, skipped or warned
 
 
-def test_ground_says_where_a_long_text_is_cut_and_keeps_the_figure_small(tiny_run, folder, engine, tmp_path, capsys):
+def test_ground_says_where_a_long_text_is_cut_and_keeps_the_figure_small(tiny_run, folder, tmp_path, capsys):
+    engine = ImageTextInference.from_pretrained(tiny_run[0], device="cpu")
     image = folder / "img0.png"
     text = " ".join(["small left pleural effusion"] * 300)  # 1200 words
     mapped = len(engine.word_maps(image, text).words)
