@@ -189,7 +189,7 @@ def test_08_a_gpu_trains_the_paper_sized_towers(course_setting, device):
 def test_08_cpu_and_mps_keep_the_small_setting(course_setting, device):
     setting = course_setting(device)
     assert setting == {"preset": "demo_cpu", "image_size": 128, "num_studies": 400, "batch_size": 16,
-                       "inline_steps": 20, "train_steps": 40, "precision": "fp32"}
+                       "inline_steps": 20, "train_steps": 200, "precision": "fp32"}
 
 
 def test_08_smoke_shrinks_steps_but_keeps_the_device_choice(course_setting):
