@@ -246,6 +246,8 @@ def test_a_folder_with_no_readable_image_is_an_error_that_counts_them(tiny_run, 
     assert code == 1 and out == ""
     assert "skipped empty.png: file is empty" in err and "skipped junk.jpg: cannot decode image" in err
     assert "none of the 2 image file(s) could be read" in _error_line(err)
+    # the advice fits search: nothing to prepare, nothing to download
+    assert "prepare" not in err and "download_openi" not in err
 
 
 def test_entries_that_are_no_file_are_counted_skips(tiny_run, folder, capsys):

@@ -126,7 +126,7 @@ def _check_regular_and_not_empty(path: Path) -> None:
     if path.stat().st_size == 0:
         raise ImageReadError(
             f"{path}: file is empty (0 bytes), usually an interrupted download or copy. "
-            "Copy or download it again (downloads resume with data_scripts/download_openi.py)."
+            "Copy it again from its source, or remove it."
         )
 
 
@@ -147,7 +147,7 @@ def _read_pillow(path: Path, min_size: int | None) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(
             f"{path}: cannot decode image ({type(err).__name__}: {err}). The file is truncated or corrupt: "
-            "copy or download it again, or delete it and re-run `prepare` so it is counted as missing."
+            "copy it again from its source, or remove it."
         ) from err
 
 
