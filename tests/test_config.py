@@ -19,7 +19,7 @@ from joimternet_lite.config import (
     validate,
 )
 
-PRESETS = ("demo_cpu", "synth_gpu", "openi_cpu", "openi_gpu", "mimic_paper")
+PRESETS = ("demo_cpu", "demo_grounding", "synth_gpu", "openi_cpu", "openi_gpu", "mimic_paper")
 
 
 def test_every_preset_is_shipped():
@@ -33,6 +33,13 @@ def test_preset_round_trips_through_yaml(name, tmp_path):
     again = load_config(str(tmp_path / "config.yaml"))
     assert again == cfg
     assert isinstance(again.model.image.widths, tuple)  # types survive, not just values
+
+
+def test_demo_grounding_is_demo_cpu_with_its_local_score_changed_only():
+    cfg = load_config("demo_grounding")
+    plain = load_config("demo_cpu", ["model.score.word_softmax=false", "model.score.cosine_scale=10",
+                                     "model.score.gamma1=1", "train.out_dir=runs/demo_grounding"])
+    assert to_dict(cfg) == {**to_dict(plain), "name": "demo_grounding"}
 
 
 def test_overrides_reach_nested_fields_and_keep_types():
