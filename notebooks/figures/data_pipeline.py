@@ -8,7 +8,7 @@ Writes data_pipeline.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import arrow, box, plt, save_svg
+from figure_style import arrow, box, finish_diagram, plt
 
 OUT = Path(__file__).with_suffix(".svg")
 FILES, TABLE, ITEM, BATCH = "#eeeeee", "#fff1c2", "#cfe2ff", "#d7f5d7"
@@ -31,10 +31,7 @@ def main(out: Path = OUT) -> None:
     arrow(ax, (9.4, 2.0), (10.0, 2.0))
     ax.text(6.2, 3.45, "Dataset: one study -> one item", ha="center", fontsize=8, color="0.3")
     ax.text(8.65, 0.75, "DataLoader: B items\n-> one batch", ha="center", va="top", fontsize=8, color="0.3")
-    ax.set(xlim=(-0.1, 12.6), ylim=(0.0, 3.7), aspect="equal")
-    ax.axis("off")
-    fig.tight_layout()
-    save_svg(fig, out)
+    finish_diagram(fig, ax, (-0.1, 12.6), (0.0, 3.7), out)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,11 @@ def arrow(ax, start, end, text="", color="black", fontsize=8):
     if text:
         ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.08, text, ha="center", va="bottom",
                 fontsize=fontsize, color=color)
+
+
+def finish_diagram(fig, ax, xlim, ylim, out: Path) -> None:
+    """End a box-and-arrow drawing: equal axes over ``xlim`` x ``ylim``, no frame, tight, saved."""
+    ax.set(xlim=xlim, ylim=ylim, aspect="equal")
+    ax.axis("off")
+    fig.tight_layout()
+    save_svg(fig, out)

@@ -8,7 +8,7 @@ Writes mlm_masking.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import box, plt, save_svg
+from figure_style import box, finish_diagram, plt
 from matplotlib.patches import Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
@@ -40,10 +40,7 @@ def main(out: Path = OUT) -> None:
     box(ax, 11.5, 1.2, 3.1, 0.55, "picked, kept as is (10%)", PICKED[4], fontsize=8)
     box(ax, 11.5, 0.45, 3.1, 0.55, "picked -> random word (10%)", PICKED[5], fontsize=8)
     ax.text(11.5, 0.1, "loss: cross-entropy at the\npicked positions only (-100: ignored)", fontsize=7, va="top")
-    ax.set(xlim=(-2.3, 14.8), ylim=(-0.5, 3.2), aspect="equal")
-    ax.axis("off")
-    fig.tight_layout()
-    save_svg(fig, out)
+    finish_diagram(fig, ax, (-2.3, 14.8), (-0.5, 3.2), out)
 
 
 if __name__ == "__main__":

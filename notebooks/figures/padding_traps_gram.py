@@ -9,7 +9,7 @@ Writes padding_traps_gram.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import box, plt, save_svg
+from figure_style import box, finish_diagram, plt
 from matplotlib.patches import Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
@@ -53,10 +53,7 @@ def main(out: Path = OUT) -> None:
     fig, ax = plt.subplots(figsize=(11, 4.0))
     traps(ax)
     gram(ax)
-    ax.set(xlim=(-1.5, 11.4), ylim=(-0.6, 5.3), aspect="equal")
-    ax.axis("off")
-    fig.tight_layout()
-    save_svg(fig, out)
+    finish_diagram(fig, ax, (-1.5, 11.4), (-0.6, 5.3), out)
 
 
 if __name__ == "__main__":

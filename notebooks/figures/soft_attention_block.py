@@ -9,7 +9,7 @@ Writes soft_attention_block.svg next to this file (byte-stable across re-runs).
 from pathlib import Path
 
 import numpy as np
-from figure_style import arrow, box, plt, save_svg
+from figure_style import arrow, box, finish_diagram, plt
 
 OUT = Path(__file__).with_suffix(".svg")
 FEATURE, HEAD, MAP = "#cfe2ff", "#fff1c2", "#ffd6d6"
@@ -44,10 +44,7 @@ def main(out: Path = OUT) -> None:
     ax.annotate("", xy=(10.5, 2.42), xytext=(10.5, 3.4), arrowprops={"arrowstyle": "-|>", "color": "0.4", "lw": 1.1})
     ax.text(5.6, 3.48, "residual: X itself (the block stays near the identity while s is small)", ha="center",
             fontsize=8, color="0.3")
-    ax.set(xlim=(-0.1, 11.5), ylim=(-0.4, 3.8), aspect="equal")
-    ax.axis("off")
-    fig.tight_layout()
-    save_svg(fig, out)
+    finish_diagram(fig, ax, (-0.1, 11.5), (-0.4, 3.8), out)
 
 
 if __name__ == "__main__":

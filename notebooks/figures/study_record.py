@@ -8,7 +8,7 @@ Writes study_record.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import arrow, box, plt, save_svg
+from figure_style import arrow, box, finish_diagram, plt
 from matplotlib.patches import Ellipse, Rectangle
 
 OUT = Path(__file__).with_suffix(".svg")
@@ -49,10 +49,7 @@ def main(out: Path = OUT) -> None:
     ax.text(7.6, 1.25, "1 positive, 0 negative,\n-1 uncertain, blank: not mentioned", fontsize=7, va="center")
     box(ax, 0.0, 0.0, 9.8, 0.65, "SynthCXR adds the truth real data lacks: for each finding its mask, its box "
         "and the words of the report that name it", "#fff1c2", fontsize=8)
-    ax.set(xlim=(-0.1, 10.0), ylim=(-0.1, 4.8), aspect="equal")
-    ax.axis("off")
-    fig.tight_layout()
-    save_svg(fig, out)
+    finish_diagram(fig, ax, (-0.1, 10.0), (-0.1, 4.8), out)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Writes train_step_order.svg next to this file (byte-stable across re-runs).
 
 from pathlib import Path
 
-from figure_style import arrow, box, plt, save_svg
+from figure_style import arrow, box, finish_diagram, plt
 
 OUT = Path(__file__).with_suffix(".svg")
 
@@ -31,10 +31,7 @@ def main(out: Path = OUT) -> None:
             arrow(ax, (x - gap, 1.4), (x, 1.4))
     ax.text(0.0, 2.15, "one optimizer step; the order matters (outside fp16 the scaler is off: 3 is a plain backward, 4 "
             "does nothing, 6 is a plain step)", fontsize=8)
-    ax.set(xlim=(-0.1, 6 * (width + gap)), ylim=(-0.1, 2.4), aspect="equal")
-    ax.axis("off")
-    fig.tight_layout()
-    save_svg(fig, out)
+    finish_diagram(fig, ax, (-0.1, 6 * (width + gap)), (-0.1, 2.4), out)
 
 
 if __name__ == "__main__":
