@@ -94,8 +94,9 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--text", required=True, help="the sentence whose words are mapped")
     p.add_argument("--out", required=True, help="the PNG to write: a new file, or a figure written by ground")
     p.add_argument("--overwrite", action="store_true", help="let --out replace a file that is not such a figure")
-    p.add_argument("--kind", choices=("alpha", "raw"), default="alpha",
-                   help="alpha: the attention of the local score; raw: word-region similarity over regions")
+    p.add_argument("--kind", choices=("alpha", "raw", "sparc"), default="alpha",
+                   help="alpha: the attention of the local score; raw: word-region similarity over regions; "
+                        "sparc: sparse word-region weights (min-max, cut at 1/R)")
     _add_device_arguments(p)
     p.set_defaults(func=_ground)
 

@@ -34,7 +34,6 @@ from .errors import UserError
 from .terminal import print_line, printable
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
-MAP_KINDS = ("alpha", "raw", "blind")
 FIGURE_TAG = {"joimternet-lite": "word maps"}  # a PNG text chunk: ground replaces only figures it wrote
 TITLE_CHARACTERS = 90  # a figure's title is the text, shortened to about three lines
 _LIBRARIES = {"PIL": "Pillow", "pydicom": "pydicom"}
@@ -157,9 +156,10 @@ class ImageTextInference:
 
     def word_maps(self, image: ImageInput, text: str, kind: str = "alpha") -> WordMaps:
         """Each word's map over the image's region grid: ``alpha`` (the DAMSM attention of S_w),
-        ``raw`` (word-region dot products softmaxed over the regions) or ``blind`` (the baseline
-        that reads no word: the region lengths, the same map for every word)."""
-        from .models.similarity import spread_to_words
+        ``raw`` (word-region dot products softmaxed over the regions), ``sparc`` (sparse word-region
+        weights, as the fine-grained term trains them) or ``blind`` (the baseline that reads no word:
+        the region lengths, the same map for every word)."""
+        from .models.similarity import MAP_KINDS, spread_to_words
 
         if kind not in MAP_KINDS:
             raise InferenceError(f"kind {kind!r}: use one of {MAP_KINDS}")

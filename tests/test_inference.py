@@ -119,7 +119,7 @@ def test_word_maps_are_the_models_maps_of_each_word(engine, files):
     image = files["synth"][0]
     regions = _by_hand(engine, image).regions
     enc = engine.tokenizer([text], return_tensors="pt")
-    for kind in ("alpha", "raw"):
+    for kind in ("alpha", "raw", "sparc"):
         found = engine.word_maps(image, text, kind)
         with torch.no_grad():
             txt = engine.model.encode_texts(enc["input_ids"], enc["attention_mask"])

@@ -75,13 +75,12 @@ import numpy as np
 import torch
 
 from ..data.tokenizer import sentence_of_words, split_words
-from ..models.similarity import spread_to_words
+from ..models.similarity import MAP_KINDS, spread_to_words
 from .intervals import paired_bootstrap
 
 log = logging.getLogger(__name__)
 
-MAP_KINDS = ("alpha", "raw", "sparc", "blind")
-WORD_MAP_KINDS = ("alpha", "raw", "sparc")  # the maps that read the words (the laterality swap needs them)
+WORD_MAP_KINDS = tuple(k for k in MAP_KINDS if k != "blind")  # the maps that read the words (the laterality swap needs them)
 LATERALITY_VALUES = ("mass_true_before", "mass_mirror_before", "mass_true_after", "mass_mirror_after", "moved",
                      "left_right")
 SCORE_VALUES = ("hit", "mass", "chance", "cnr", "cnr_abs", "miou")

@@ -58,6 +58,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ScoreConfig
 
+MAP_KINDS = ("alpha", "raw", "sparc", "blind")  # word_region_maps' kinds; blind reads no word
 EPS = 1e-8  # cosine denominators: max(||x||, EPS), as torch.nn.functional.cosine_similarity
 EMPTY_REPORT_SCORE = 0.0
 
