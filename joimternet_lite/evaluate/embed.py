@@ -37,7 +37,8 @@ def embed_dataset(model, loader, device, keep_local: bool = True, progress: bool
     model.eval()
     parts: dict[str, list] = {k: [] for k in ("image_vectors", "report_vectors", "regions", "words", "lengths",
                                               "labels", "index", "study_ids", "texts", "skipped")}
-    parts["skipped"] += list(getattr(loader.dataset, "excluded", []))
+    # a DataLoader's dataset lists the studies it excluded by design; any iterable of batches will do
+    parts["skipped"] += list(getattr(getattr(loader, "dataset", None), "excluded", []))
     try:
         with torch.no_grad():
             for batch in tqdm(loader, desc="embed", disable=not progress):
