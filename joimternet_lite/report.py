@@ -238,10 +238,12 @@ def checkpoint_section(provenance: dict) -> str:
 
 
 def skipped_studies_section(skipped: dict, listed: int = 20) -> str:
-    """How many studies of each split the evaluation could not read, and the first ``listed`` of them."""
+    """How many studies of each split the evaluation left out (no frontal image, or an image it could
+    not read), and the first ``listed`` of them with their reasons."""
     lines = [f"- {split}: {len(s['skipped'])} of {s['studies']} studies skipped" for split, s in skipped.items()]
     rows = [[split, item["study_id"], item["reason"]] for split, s in skipped.items() for item in s["skipped"]]
-    text = "## Skipped studies\n\nStudies whose image could not be read are left out of every number.\n\n"
+    text = ("## Skipped studies\n\nStudies without a frontal image (left out by design) and studies whose "
+            "image could not be read are left out of every number; the reason column says which.\n\n")
     text += "\n".join(lines)
     if rows:
         more = f" (the first {listed} of {len(rows)}; all in results.json)" if len(rows) > listed else ""

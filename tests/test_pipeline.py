@@ -171,3 +171,13 @@ def test_ignored_settings_names_the_dotted_keys_the_run_overrides_except_eval():
     asked = load_config("demo_cpu", ["train.steps=10", "model.image.grid=4", "eval.bootstrap=7"])
     assert ignored_settings(run, asked) == ["model.image.grid", "train.steps"]
     assert ignored_settings(run, run) == []
+
+
+def test_skipped_studies_section_names_both_kinds_of_exclusion():
+    from joimternet_lite.report import skipped_studies_section
+
+    text = skipped_studies_section({"test": {"studies": 5, "skipped": [
+        {"study_id": "s1", "reason": "no frontal image"}, {"study_id": "s2", "reason": "unreadable"}]}})
+    assert "- test: 2 of 5 studies skipped" in text
+    assert "without a frontal image" in text and "could not be read" in text
+    assert "| test | s1 | no frontal image |" in text
