@@ -25,7 +25,7 @@ $(STAMP): $(CORE_STAMP)
 	@touch $(STAMP)
 
 demo: $(CORE_STAMP)
-	$(PY) -m joimternet_lite demo --config demo_cpu train.device=$(DEVICE)
+	$(PY) -m joimternet_lite demo --config demo_grounding train.device=$(DEVICE)
 
 # `make lab`: the notebook extra when missing (`make test` installs it too), the course's JupyterLab
 # defaults (no prompt to fetch Jupyter news: the course runs offline), then JupyterLab on notebooks/.

@@ -175,6 +175,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
         f"# JoImTeRNet-lite report: {cfg.name}",
         "Trained model against the same architecture untrained (same initialisation seed), on the "
         f"`{n_test}`-study test split of `{cfg.data.root}`, one image per study (the first frontal image).",
+        recipe_line(cfg),
         checkpoint_section(provenance),
         "## Data\n\n```json\n" + json.dumps(stats, indent=2) + "\n```",
         skipped_studies_section(trained["skipped_studies"]),
@@ -235,6 +236,23 @@ def checkpoint_section(provenance: dict) -> str:
         text += ("\n\nSettings given on the command line that differ from the run's (the run's values are "
                  "used): " + ", ".join(f"`{k}`" for k in ignored) + ".")
     return text
+
+
+# The settings of the local alignment whose defaults are the paper's (the authors' DAMSM).
+LOCAL_RECIPE_KEYS = ("model.score.word_softmax", "model.score.cosine_scale", "model.score.gamma1",
+                     "model.score.gamma2", "model.null_region", "model.text.local_units", "model.text.local_words",
+                     "loss.use_local", "loss.weight_fine_grained")
+
+
+def recipe_line(cfg) -> str:
+    """One sentence: the run's local alignment, and each setting where it leaves the paper's."""
+    from .config import Config, flatten, to_dict
+
+    run, paper = flatten(to_dict(cfg)), flatten(to_dict(Config()))
+    changed = [f"`{k}={run[k]}` (paper: {paper[k]})" for k in LOCAL_RECIPE_KEYS if run[k] != paper[k]]
+    if not changed:
+        return f"Recipe: `{cfg.name}`, the paper's local alignment (DAMSM, as the authors' code)."
+    return f"Recipe: `{cfg.name}`, whose local alignment leaves the paper's in " + ", ".join(changed) + "."
 
 
 def skipped_studies_section(skipped: dict, listed: int = 20) -> str:

@@ -181,3 +181,14 @@ def test_skipped_studies_section_names_both_kinds_of_exclusion():
     assert "- test: 2 of 5 studies skipped" in text
     assert "without a frontal image" in text and "could not be read" in text
     assert "| test | s1 | no frontal image |" in text
+
+
+def test_recipe_line_names_each_setting_that_leaves_the_papers_local_alignment():
+    from joimternet_lite.config import load_config
+    from joimternet_lite.report import recipe_line
+
+    assert "the paper's local alignment" in recipe_line(load_config("demo_cpu"))
+    line = recipe_line(load_config("demo_grounding"))
+    assert "`model.score.word_softmax=False` (paper: True)" in line
+    assert "`model.score.cosine_scale=10.0` (paper: None)" in line and "`model.score.gamma1=1.0` (paper: 4.0)" in line
+    assert "gamma2" not in line
