@@ -155,7 +155,7 @@ def _block_scores(regions, words, lengths, gamma1, gamma2, word_softmax=True):
     """
     dtype = torch.promote_types(regions.dtype, torch.float32)
     (num_images, num_regions, dim), (num_reports, max_len, _) = regions.shape, words.shape
-    valid = _valid_mask(lengths, max_len) & _nonzero_words(words)
+    valid = word_mask(words, lengths)
     empty = ~valid.any(dim=-1)
     first = torch.arange(max_len, device=words.device) == 0
     safe_valid = valid | (empty[:, None] & first)             # an empty report scores one dummy word
@@ -195,8 +195,8 @@ def word_region_maps(
     that ignores the words, the image's region lengths ||v_j|| over their sum, the same row for
     every word; a raw map points where a long region vector is, so the two together show how much
     of a raw map's pointing needs the words (notebook 11). ``sparc``: the sparse weights of
-    :func:`sparc_weights`, those the fine-grained loss trains (``loss.weight_fine_grained``). Rows of padding and of zero word vectors
-    (words left out of the local score) are 0.
+    :func:`sparc_weights`, those the fine-grained loss trains (``loss.weight_fine_grained``).
+    Rows of padding and of zero word vectors (words left out of the local score) are 0.
     """
     _check_local_inputs(regions, words, lengths)
     if regions.shape[0] != words.shape[0]:
@@ -204,7 +204,7 @@ def word_region_maps(
                          f"and {words.shape[0]} reports")
     num_regions = regions.shape[1]
     dtype = torch.promote_types(regions.dtype, torch.float32)
-    valid = _valid_mask(lengths, words.shape[1]) & _nonzero_words(words)
+    valid = word_mask(words, lengths)
     if kind == "alpha":
         extended = _with_null_region(regions, null_region)
         scores = torch.einsum("brd,bld->blr", extended, words).to(dtype)
