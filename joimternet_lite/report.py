@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from .atomic import atomic_write_text
-from .config import Config, to_dict
+from .config import Config, flatten, to_dict
 from .headline import HEADLINE_MAP, headline, headline_intervals, improvement_checks
 from .markdown import format_cell, markdown_table
 
@@ -246,8 +246,6 @@ LOCAL_RECIPE_KEYS = ("model.score.word_softmax", "model.score.cosine_scale", "mo
 
 def recipe_line(cfg) -> str:
     """One sentence: the run's local alignment, and each setting where it leaves the paper's."""
-    from .config import Config, flatten, to_dict
-
     run, paper = flatten(to_dict(cfg)), flatten(to_dict(Config()))
     changed = [f"`{k}={run[k]}` (paper: {paper[k]})" for k in LOCAL_RECIPE_KEYS if run[k] != paper[k]]
     if not changed:
