@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .errors import EXIT_CODES_HELP, EXIT_USAGE, run_command
 from .progress import quiet_library_progress_bars
+from .terminal import print_line, printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "names are replaced, nothing else is deleted)")
     p.set_defaults(func=_generate)
 
-    for name, helptext in (("train", "train a preset"), ("evaluate", "evaluate a trained run"),
-                           ("demo", "generate, train, evaluate and write the report"),
-                           ("ablate", "train and evaluate the paper's ablation variants")):
+    for name, helptext, handler in (("train", "train a preset", _train),
+                                    ("evaluate", "evaluate a trained run", _evaluate),
+                                    ("demo", "generate, train, evaluate and write the report", _demo),
+                                    ("ablate", "train and evaluate the paper's ablation variants", _ablate)):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", default="demo_cpu", help="a preset name or a YAML path")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=50")
@@ -62,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", type=_positive_int, default=1,
                            help="train each variant with seeds train.seed .. train.seed + N - 1 (same data); the "
                                 "step budget is ablation.steps, else train.steps (demo_cpu: the demo's own)")
-        p.set_defaults(func=globals()[f"_{name}"])
+        p.set_defaults(func=handler)
 
     sub.add_parser("prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR")
     _add_model_commands(sub)
@@ -184,12 +187,91 @@ def _ablate(args) -> int:
 
 
 def _search(args) -> int:
-    from .search import search_command
+    """``search``: one result per line on stdout (path or study id, then the score; control
+    characters escaped), or one JSON document with ``--json``; the index summary, skipped files and
+    warnings on stderr. A folder in which no image could be read is an error."""
+    from .inference import ImageTextInference
+    from .search import SearchError, check_query
 
-    return search_command(args)
+    if bool(args.images) == bool(args.image):
+        raise SearchError("give either --images DIR --query TEXT (rank images) or --image FILE --manifest ROOT "
+                          "(rank reports)")
+    if args.images and args.query is None:
+        raise SearchError("--images needs --query TEXT, the sentence to rank the images for")
+    if args.image and not args.manifest:
+        raise SearchError("--image needs --manifest ROOT, the dataset whose reports are ranked")
+    if args.images:
+        check_query(args.query)  # before the model loads: a bad query fails at once
+    engine = ImageTextInference.from_pretrained(args.model, device=args.device, precision=args.precision)
+    return _rank_reports(engine, args) if args.image else _rank_images(engine, args)
+
+
+def _rank_images(engine, args) -> int:
+    """``search --images --query``: the folder's index summary on stderr, then the best images."""
+    from .search import SearchError, describe_update, search_images
+
+    result = search_images(engine, args.images, args.query, args.top, args.scoring, args.index,
+                           overwrite=args.overwrite)
+    print(describe_update(result), file=sys.stderr)
+    if not result.indexed:
+        raise SearchError(f"{args.images}: none of the {len(result.update.skipped)} image file(s) could be read "
+                          "(each is listed above with its reason); fix or remove them, or search another folder")
+    if args.json:
+        print_line(json.dumps({"query": args.query, "scoring": args.scoring, "index": str(result.index_path),
+                               "index_kept": result.update.not_kept is None, "indexed": result.indexed,
+                               "results": [{"path": str(p), "score": s} for p, s in result.hits],
+                               "skipped": [{"path": p, "reason": r} for p, r in result.update.skipped]}))
+    else:
+        for path, score in result.hits:
+            print_line(f"{printable(str(path))}\t{score:.4f}")
+    return 0
+
+
+def _rank_reports(engine, args) -> int:
+    """``search --image --manifest``: the best reports of the manifest for the image."""
+    from .search import rank_reports
+
+    ranked = rank_reports(engine, _read_image(args.image), args.manifest, args.top, args.scoring)
+    if args.json:
+        print_line(json.dumps({"image": str(args.image), "scoring": args.scoring,
+                               "results": [{"study_id": i, "score": s, "text": t} for i, s, t in ranked]}))
+    else:
+        for study_id, score, text in ranked:
+            print_line(f"{printable(study_id)}\t{score:.4f}\t{printable(text)}")
+    return 0
 
 
 def _ground(args) -> int:
-    from .inference import ground_command
+    """``ground``: the word maps of ``--text`` over ``--image`` as a PNG.
 
-    return ground_command(args)
+    Refuses to replace a file that is not a figure it wrote (unless ``--overwrite``) before the model
+    loads; warns when the model reads only the start of the text.
+    """
+    from .data.tokenizer import split_words
+    from .inference import FIGURE_TAG, ImageTextInference, check_figure_path, check_sentence, word_maps_figure
+    from .viz import save_figure
+
+    check_sentence(args.text, "--text")
+    out = check_figure_path(args.out, args.overwrite)
+    engine = ImageTextInference.from_pretrained(args.model, device=args.device, precision=args.precision)
+    found = engine.word_maps(_read_image(args.image), args.text, args.kind)
+    total = len(split_words(args.text))
+    if len(found.words) < total:
+        print_line(f"warning: --text has {total} words, more than the model reads ({engine.config.data.max_length} "
+                   f"tokens, data.max_length): only the first {len(found.words)} are mapped", sys.stderr)
+    save_figure(word_maps_figure(found, args.text), out, FIGURE_TAG)
+    print_line(f"word maps ({args.kind}) of {len(found.words)} words written to {printable(str(out))}")
+    return 0
+
+
+def _read_image(path: str):
+    """The pixels of ``path``; each warning of its reader (Pillow, pydicom) said once on stderr."""
+    from .data.images import read_image
+    from .inference import reader_warnings
+
+    notes = []
+    with reader_warnings(notes):
+        pixels = read_image(path)
+    for note in notes:
+        print_line(f"warning: {printable(str(path))}: {note} (used as read)", sys.stderr)
+    return pixels

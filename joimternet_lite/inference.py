@@ -15,7 +15,6 @@ Shapes: N images, T reports, R = gh * gw regions, L words (the longest report, [
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from .data.tokenizer import split_words
 from .data.transforms import build_transforms, to_tensor
 from .device import autocast_context, pick_device, resolve_precision
 from .errors import UserError
-from .terminal import print_line, printable
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 FIGURE_TAG = {"joimternet-lite": "word maps"}  # a PNG text chunk: ground replaces only figures it wrote
@@ -281,28 +279,3 @@ def _is_word_map_png(path: Path) -> bool:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
 
-
-def ground_command(args) -> int:
-    """``python -m joimternet_lite ground``: the word maps of ``--text`` over ``--image`` as a PNG.
-
-    Refuses to replace a file that is not a figure it wrote (unless ``--overwrite``); warns when the
-    model reads only the start of the text, and reports a reader's warnings once.
-    """
-    from .viz import save_figure
-
-    check_sentence(args.text, "--text")
-    out = check_figure_path(args.out, args.overwrite)
-    engine = ImageTextInference.from_pretrained(args.model, device=args.device, precision=args.precision)
-    notes = []
-    with reader_warnings(notes):
-        pixels = read_image(args.image)
-    for note in notes:
-        print_line(f"warning: {printable(str(args.image))}: {note} (used as read)", sys.stderr)
-    found = engine.word_maps(pixels, args.text, args.kind)
-    total = len(split_words(args.text))
-    if len(found.words) < total:
-        print_line(f"warning: --text has {total} words, more than the model reads ({engine.config.data.max_length} "
-                   f"tokens, data.max_length): only the first {len(found.words)} are mapped", sys.stderr)
-    save_figure(word_maps_figure(found, args.text), out, FIGURE_TAG)
-    print_line(f"word maps ({args.kind}) of {len(found.words)} words written to {printable(str(out))}")
-    return 0

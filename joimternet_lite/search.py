@@ -30,7 +30,7 @@ from .data.errors import ImageReadError
 from .data.images import IMAGE_SUFFIXES, list_image_files
 from .errors import UserError
 from .inference import ImageEmbeddings, ImageInput, ImageTextInference, check_sentence, reader_warnings
-from .terminal import print_line, printable
+from .terminal import printable
 
 INDEX_NAME = ".joimternet-index.safetensors"
 INDEX_FORMAT = "1"
@@ -330,58 +330,3 @@ def _grouped_warnings(warnings: list[tuple[str, str]]) -> list[str]:
     return [f"  warning {printable(paths[0])}" + (f" and {len(paths) - 1} more file(s)" if len(paths) > 1 else "")
             + f": {printable(note)} (used as read)" for note, paths in files.items()]
 
-
-def search_command(args) -> int:
-    """``python -m joimternet_lite search``: one result per line on stdout (path or study id, then
-    the score; control characters escaped), or one JSON document with ``--json``; the index summary,
-    skipped files and warnings on stderr. A folder in which no image could be read is an error."""
-    import sys
-
-    if bool(args.images) == bool(args.image):
-        raise SearchError("give either --images DIR --query TEXT (rank images) or --image FILE --manifest ROOT "
-                          "(rank reports)")
-    if args.images and args.query is None:
-        raise SearchError("--images needs --query TEXT, the sentence to rank the images for")
-    if args.image and not args.manifest:
-        raise SearchError("--image needs --manifest ROOT, the dataset whose reports are ranked")
-    if args.images:
-        check_query(args.query)
-    engine = ImageTextInference.from_pretrained(args.model, device=args.device, precision=args.precision)
-    if args.image:
-        return _rank_reports_command(engine, args)
-    result = search_images(engine, args.images, args.query, args.top, args.scoring, args.index,
-                           overwrite=args.overwrite)
-    print(describe_update(result), file=sys.stderr)
-    if not result.indexed:
-        raise SearchError(f"{args.images}: none of the {len(result.update.skipped)} image file(s) could be read "
-                          "(each is listed above with its reason); fix or remove them, or search another folder")
-    if args.json:
-        print_line(json.dumps({"query": args.query, "scoring": args.scoring, "index": str(result.index_path),
-                               "index_kept": result.update.not_kept is None, "indexed": result.indexed,
-                               "results": [{"path": str(p), "score": s} for p, s in result.hits],
-                               "skipped": [{"path": p, "reason": r} for p, r in result.update.skipped]}))
-    else:
-        for path, score in result.hits:
-            print_line(f"{printable(str(path))}\t{score:.4f}")
-    return 0
-
-
-def _rank_reports_command(engine: ImageTextInference, args) -> int:
-    """``search --image --manifest``: read the image (its reader's warnings said once), rank the reports."""
-    import sys
-
-    from .data.images import read_image
-
-    notes = []
-    with reader_warnings(notes):
-        pixels = read_image(args.image)
-    for note in notes:
-        print_line(f"warning: {printable(str(args.image))}: {note} (used as read)", sys.stderr)
-    ranked = rank_reports(engine, pixels, args.manifest, args.top, args.scoring)
-    if args.json:
-        print_line(json.dumps({"image": str(args.image), "scoring": args.scoring,
-                               "results": [{"study_id": i, "score": s, "text": t} for i, s, t in ranked]}))
-    else:
-        for study_id, score, text in ranked:
-            print_line(f"{printable(study_id)}\t{score:.4f}\t{printable(text)}")
-    return 0
