@@ -65,9 +65,9 @@ def main(argv=None) -> int:
         path.write_text(json.dumps({**old, **recorded}, indent=2))
         print(f"recorded in {path}")
     if args.prepare:
-        from joimternet_lite.data.prepare import main as prepare
+        from joimternet_lite.cli import main as cli_main
 
-        code = prepare(["openi", "--source", str(args.dest), "--out", str(args.prepare)])
+        code = cli_main(["prepare", "openi", "--source", str(args.dest), "--out", str(args.prepare)])
         if code == 0:
             print(f"next, on a CPU: python data_scripts/build_cache.py --manifest {args.prepare} --cache "
                   f"{args.prepare}/cache_128 --size 128, then python -m joimternet_lite train --config openi_cpu "

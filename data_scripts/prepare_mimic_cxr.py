@@ -7,7 +7,7 @@ Same as `python -m joimternet_lite prepare mimic-cxr ...`; run with --help for t
 
 import sys
 
-from joimternet_lite.data.prepare import main
+from joimternet_lite.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["mimic-cxr", *sys.argv[1:]]))
+    sys.exit(main(["prepare", "mimic-cxr", *sys.argv[1:]]))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import sys
+from pathlib import Path
 
 from .errors import EXIT_CODES_HELP, EXIT_USAGE, run_command
 from .progress import quiet_library_progress_bars
@@ -14,13 +17,9 @@ from .terminal import print_line, printable
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (listed in ``--help``, see ``errors``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv  # accepted before or after the command name, and by prepare
+    debug = "--debug" in argv  # accepted anywhere: before or after the command (and dataset) name
     argv = [a for a in argv if a != "--debug"]
     quiet_library_progress_bars()  # our own tqdm bars say what runs
-    if argv and argv[0] == "prepare":
-        from .data.prepare import main as prepare_main
-
-        return prepare_main(argv[1:], debug=debug)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -67,9 +66,54 @@ def build_parser() -> argparse.ArgumentParser:
                                 "step budget is ablation.steps, else train.steps (demo_cpu: the demo's own)")
         p.set_defaults(func=handler)
 
-    sub.add_parser("prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR")
+    _add_prepare_command(sub)
     _add_model_commands(sub)
     return parser
+
+
+def _add_prepare_command(sub) -> None:
+    """``prepare {openi,mimic-cxr}``: build a manifest from a real dataset on disk; the raw source is only read."""
+    from .data import prepare_options as choices
+
+    prepare = sub.add_parser(
+        "prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR",
+        description="Taught in notebook 12. Builds a manifest from a real dataset on disk and ends with the counts and a")
+    datasets = prepare.add_subparsers(dest="dataset", required=True)
+    openi = datasets.add_parser("openi", help="OpenI / Indiana University (NLM archives or Kaggle layout)")
+    _add_prepare_arguments(openi)
+    openi.add_argument("--text", choices=choices.OPENI_TEXT_CHOICES, default="findings_or_impression",
+                       help="training text (default: findings, impression if findings is empty)")
+    openi.add_argument("--publish-splits", type=Path, default=None,
+                       help="also write the published label/split files to this folder")
+    openi.set_defaults(func=_prepare_openi)
+    mimic = datasets.add_parser("mimic-cxr", help="MIMIC-CXR(-JPG) from your own PhysioNet download",
+                                epilog=choices.physionet_steps(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_prepare_arguments(mimic)
+    mimic.add_argument("--split", choices=choices.MIMIC_SPLIT_CHOICES, default="official")
+    mimic.add_argument("--uncertain", choices=choices.MIMIC_UNCERTAIN_POLICIES, default="zeros",
+                       help="CheXpert -1: keep, or map to 0 (zeros) or 1 (ones)")
+    mimic.add_argument("--allow-missing-labels", action="store_true",
+                       help="go on without mimic-cxr-2.0.0-chexpert.csv (every label blank)")
+    mimic.add_argument("--allow-missing-metadata", action="store_true",
+                       help="go on without mimic-cxr-2.0.0-metadata.csv (JPG views unknown: laterals may train)")
+    mimic.set_defaults(func=_prepare_mimic)
+
+
+def _add_prepare_arguments(p) -> None:
+    """The flags both datasets take."""
+    from .data.report_text import DEDEID_CHOICES
+
+    p.add_argument("--source", required=True, type=Path, help="folder holding the downloaded files")
+    p.add_argument("--out", required=True, type=Path, help="output folder for the manifest")
+    p.add_argument("--dedeid", choices=DEDEID_CHOICES, default="remove",
+                   help="de-identification tokens (XXXX / ___): remove, keep, or replace with 'deid'")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-skip-fraction", type=_fraction, default=0.1,
+                   help="fail when more than this fraction of studies is skipped (default 0.1)")
+    p.add_argument("--verify-decode", action="store_true",
+                   help="decode every image (slower) instead of only checking its file structure")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds other files than an earlier prepare's")
 
 
 def _add_model_commands(sub) -> None:
@@ -134,6 +178,19 @@ def _synth_image_size(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A fraction in [0, 1] (``--max-skip-fraction``), checked against the config's own range."""
+    from .config import FRACTION
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not FRACTION.accepts(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction: use a value in the range {FRACTION}")
+    return value
+
+
 def _env(args) -> int:
     from .doctor import print_environment
 
@@ -183,6 +240,38 @@ def _ablate(args) -> int:
     from .ablate import run_ablation
 
     run_ablation(_load(args), seeds=args.seeds)
+    return 0
+
+
+def _prepare_openi(args) -> int:
+    from .data.openi import prepare_openi
+
+    _show_warnings()
+    return _prepared(prepare_openi(args.source, args.out, text_choice=args.text, dedeid=args.dedeid, seed=args.seed,
+                                   max_skip_fraction=args.max_skip_fraction, publish_dir=args.publish_splits,
+                                   verify_decode=args.verify_decode, overwrite=args.overwrite), args.out)
+
+
+def _prepare_mimic(args) -> int:
+    from .data.mimic import prepare_mimic
+
+    _show_warnings()
+    return _prepared(prepare_mimic(args.source, args.out, split=args.split, uncertain=args.uncertain,
+                                   dedeid=args.dedeid, seed=args.seed, max_skip_fraction=args.max_skip_fraction,
+                                   allow_missing_labels=args.allow_missing_labels,
+                                   allow_missing_metadata=args.allow_missing_metadata,
+                                   verify_decode=args.verify_decode, overwrite=args.overwrite), args.out)
+
+
+def _show_warnings() -> None:
+    """The preparers log what they skip or assume as warnings; show them, one line each."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def _prepared(summary: dict, out: Path) -> int:
+    """Print a prepare's counts (without the long skip lists) and where the manifest and skip list are."""
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("skip_list", "skips_by_kind")}, indent=2))
+    print(f"manifest and summary.json in {out}; every skipped file in {summary['skip_list']}")
     return 0
 
 

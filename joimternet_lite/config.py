@@ -8,9 +8,7 @@ falls back to a default.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import math
 import re
 import types
 import typing
@@ -457,13 +455,3 @@ def flatten(d: dict, prefix: str = "") -> dict:
             out[f"{prefix}{k}"] = v
     return out
 
-
-def check_fraction(text: str) -> float:
-    """An argparse ``type`` for a fraction in [0, 1] (``--max-skip-fraction``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not FRACTION.accepts(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction: use a value in the range {FRACTION}")
-    return value

@@ -1,6 +1,5 @@
 """Presets, the save/load round trip, overrides and the errors for bad keys and types."""
 
-import argparse
 import dataclasses
 import re
 
@@ -11,7 +10,6 @@ from joimternet_lite.config import (
     Config,
     ConfigError,
     apply_override,
-    check_fraction,
     list_presets,
     load_config,
     save_config,
@@ -186,13 +184,6 @@ def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
 def test_a_yaml_syntax_error_in_an_override_names_the_override():
     with pytest.raises(ConfigError, match=r"train\.step_milestones=\[1"):
         apply_override(Config(), "train.step_milestones=[1")
-
-
-def test_fraction_arguments_are_checked():
-    assert check_fraction("0.25") == 0.25
-    for bad in ("-1", "1.5", "nan", "half"):
-        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(bad) + r".*\[0, 1\]"):
-            check_fraction(bad)
 
 
 def test_cosine_scale_is_off_by_default_and_positive():

@@ -9,11 +9,11 @@ from PIL import Image
 from test_dicom import RAMP, make_ds, save
 from test_openi import tree_digest
 
+from joimternet_lite.cli import main as cli_main
 from joimternet_lite.data import mimic
 from joimternet_lite.data.errors import SourceError
 from joimternet_lite.data.mimic import paper_split, parse_report, prepare_mimic
 from joimternet_lite.data.mimic_sections import normalise_section_name
-from joimternet_lite.data.prepare import main as prepare_main
 from joimternet_lite.data.schema import load_manifest
 from joimternet_lite.data.skips import SkipLog, TooManySkipsError
 
@@ -183,7 +183,7 @@ def test_missing_label_or_metadata_csv_is_an_error_unless_allowed(mimic_tree, tm
     (mimic_tree / f"mimic-cxr-2.0.0-{name}.csv").unlink()
     with pytest.raises(mimic.MimicError, match=rf"mimic-cxr-2.0.0-{name}\.csv.* not found.*{option}"):
         prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7)
-    assert prepare_main(["mimic-cxr", "--source", str(mimic_tree), "--out", str(tmp_path / "cli"),
+    assert cli_main(["prepare", "mimic-cxr", "--source", str(mimic_tree), "--out", str(tmp_path / "cli"),
                          "--max-skip-fraction", "0.7"]) != 0
     summary = prepare_mimic(mimic_tree, tmp_path / "out", max_skip_fraction=0.7, **{flag: True})
     rows = {r["study_id"]: r for r in load_manifest(tmp_path / "out")}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from joimternet_lite.cli import main as cli_main
 from joimternet_lite.data import openi
 from joimternet_lite.data.errors import SourceError
 from joimternet_lite.data.openi import (
@@ -21,7 +22,6 @@ from joimternet_lite.data.openi import (
     parse_report_xml,
     prepare_openi,
 )
-from joimternet_lite.data.prepare import main as prepare_main
 from joimternet_lite.data.report_text import remove_deid
 from joimternet_lite.data.schema import ManifestError, load_manifest
 from joimternet_lite.data.skips import TooManySkipsError
@@ -197,13 +197,13 @@ def test_overlong_and_bad_reports_are_counted_skips_and_threshold_fails(nlm_tree
 
 
 def test_cli_prepare_prints_summary_and_fails_on_threshold(nlm_tree, tmp_path, capsys):
-    assert prepare_main(["openi", "--source", str(nlm_tree), "--out", str(tmp_path / "o"),
+    assert cli_main(["prepare", "openi", "--source", str(nlm_tree), "--out", str(tmp_path / "o"),
                          "--max-skip-fraction", "0.5", "--dedeid", "keep"]) == 0
     out = capsys.readouterr().out
     assert '"studies": 3' in out
     assert "skipped 1 of 5 reports (empty_report: 1); not counted (expected): missing_image: 1 in 1 reports" in out
     assert load_manifest(tmp_path / "o")[0]["findings"] == "Heart is XXXX enlarged."
-    assert prepare_main(["openi", "--source", str(nlm_tree), "--out", str(tmp_path / "o2"),
+    assert cli_main(["prepare", "openi", "--source", str(nlm_tree), "--out", str(tmp_path / "o2"),
                          "--max-skip-fraction", "0.1"]) == 1
 
 
@@ -370,11 +370,11 @@ def test_prepare_refuses_a_foreign_out_folder_before_writing(nlm_tree, tmp_path,
     mine.mkdir()
     (mine / "thesis.txt").write_text("my work")
     for dataset, source in (("openi", nlm_tree), ("mimic-cxr", nlm_tree)):
-        assert prepare_main([dataset, "--source", str(source), "--out", str(mine)]) == 1
+        assert cli_main(["prepare", dataset, "--source", str(source), "--out", str(mine)]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith(f"error: {mine}: the folder is not empty") and "--overwrite" in err[-1]
         assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]  # nothing written
-    assert prepare_main(["openi", "--source", str(nlm_tree), "--out", str(mine), "--overwrite",
+    assert cli_main(["prepare", "openi", "--source", str(nlm_tree), "--out", str(mine), "--overwrite",
                          "--max-skip-fraction", "0.5"]) == 0
     assert (mine / "thesis.txt").read_text() == "my work" and (mine / "manifest.json").exists()
 

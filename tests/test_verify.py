@@ -14,9 +14,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 from test_dicom import make_ds, save
 
+from joimternet_lite.cli import main as cli_main
 from joimternet_lite.data.mimic import prepare_mimic
 from joimternet_lite.data.openi import prepare_openi
-from joimternet_lite.data.prepare import main as prepare_main
 from joimternet_lite.data.schema import load_manifest
 from joimternet_lite.data.skips import SkipLog
 from joimternet_lite.data.verify import check_image, check_images, drop_bad_images
@@ -211,9 +211,9 @@ def test_verify_decode_flag_reaches_the_check(tmp_path, capsys):
     target.write_bytes(garbage_idat_with_good_crc(target.read_bytes()))
     args = ["mimic-cxr", "--source", str(tmp_path / "physionet"), "--allow-missing-labels",
             "--max-skip-fraction", "1"]
-    assert prepare_main([*args, "--out", str(tmp_path / "fast")]) == 0
+    assert cli_main(["prepare", *args, "--out", str(tmp_path / "fast")]) == 0
     assert json.loads((tmp_path / "fast" / "summary.json").read_text())["skipped"] == 0
-    assert prepare_main([*args, "--out", str(tmp_path / "full"), "--verify-decode"]) == 0
+    assert cli_main(["prepare", *args, "--out", str(tmp_path / "full"), "--verify-decode"]) == 0
     summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert summary["skips_by_kind"] == {"bad_image": 1}
 

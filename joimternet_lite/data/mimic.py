@@ -34,6 +34,7 @@ from ..atomic import atomic_write_text
 from .errors import SourceError
 from .mimic_sections import split_sections
 from .out_folder import check_out_folder
+from .prepare_options import MIMIC_SPLIT_CHOICES, MIMIC_UNCERTAIN_POLICIES, physionet_steps
 from .report_text import remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
@@ -43,8 +44,6 @@ from .verify import drop_bad_images
 
 log = logging.getLogger(__name__)
 
-UNCERTAIN_POLICIES = ("keep", "zeros", "ones")
-SPLIT_CHOICES = ("official", "paper")
 PAPER_VALIDATE, PAPER_TEST = 2000, 3000
 FRONTAL_POSITIONS = {"PA", "AP", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD"}
 LATERAL_POSITIONS = {"LATERAL", "LL", "RL", "LAO", "RAO", "LPO"}
@@ -54,19 +53,6 @@ _STUDY_DIR = re.compile(r"^s\d+$")
 
 class MimicError(SourceError):
     """A MIMIC-CXR source that cannot be prepared; the message names the path and the fix."""
-
-
-def physionet_steps() -> str:
-    return (
-        "MIMIC-CXR is credentialed data; this package never downloads it. To get it:\n"
-        "  1. create a PhysioNet account and complete the required CITI training;\n"
-        "  2. sign the data use agreements of https://physionet.org/content/mimic-cxr-jpg/ and\n"
-        "     https://physionet.org/content/mimic-cxr/ (reports are in mimic-cxr-reports.zip);\n"
-        "  3. download: wget -r -N -c -np --user YOUR_USER --ask-password https://physionet.org/files/mimic-cxr-jpg/2.1.0/\n"
-        "     (--ask-password keeps the password out of your shell history);\n"
-        "  4. unzip mimic-cxr-reports.zip next to it, then run\n"
-        "     python -m joimternet_lite prepare mimic-cxr --source physionet.org/files --out data/mimic"
-    )
 
 
 def parse_report(report: str, dedeid: str = "remove") -> dict[str, str]:
@@ -103,8 +89,8 @@ def view_from_position(position: str | None) -> str:
 
 def read_chexpert_csv(path: Path, uncertain: str, skips: SkipLog) -> tuple[dict[str, dict], list[str]]:
     """study_id -> labels (1/0/-1/None after the uncertain policy); also the ignored unknown columns."""
-    if uncertain not in UNCERTAIN_POLICIES:
-        raise MimicError(f"uncertain policy {uncertain!r}: use one of {UNCERTAIN_POLICIES}")
+    if uncertain not in MIMIC_UNCERTAIN_POLICIES:
+        raise MimicError(f"uncertain policy {uncertain!r}: use one of {MIMIC_UNCERTAIN_POLICIES}")
     table = read_csv_table(path, ("study_id", *CHEXPERT_LABELS), "mimic-cxr-2.0.0-chexpert.csv")
     unknown = [c for c in table.columns if c not in ("subject_id", "study_id", *CHEXPERT_LABELS)]
     if unknown:
@@ -165,8 +151,8 @@ def prepare_mimic(source: str | Path, out: str | Path, split: str = "official", 
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise MimicError(f"{source}: source folder not found.\n{physionet_steps()}")
-    if split not in SPLIT_CHOICES:
-        raise MimicError(f"split {split!r}: use one of {SPLIT_CHOICES}")
+    if split not in MIMIC_SPLIT_CHOICES:
+        raise MimicError(f"split {split!r}: use one of {MIMIC_SPLIT_CHOICES}")
     check_out_folder(out, "mimic-cxr", overwrite)
     skips = SkipLog()
     studies = _find_studies(source)

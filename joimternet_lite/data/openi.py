@@ -46,6 +46,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from .errors import SourceError
 from .out_folder import check_out_folder
+from .prepare_options import OPENI_TEXT_CHOICES
 from .report_text import DEDEID_CHOICES, clean_whitespace, remove_deid
 from .schema import CHEXPERT_LABELS, empty_labels, save_manifest
 from .skips import SkipLog, usable_report_text
@@ -55,7 +56,6 @@ from .verify import drop_bad_images
 from .views import views_line
 
 SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
-TEXT_CHOICES = ("findings_or_impression", "findings_impression", "impression")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 REPORT_CSV_NAMES = ("indiana_reports.csv", "iu_reports.csv")  # Kaggle's name, R2Gen copies'
 PROJECTION_CSV_NAMES = ("indiana_projections.csv", "iu_projections.csv")
@@ -240,7 +240,7 @@ def study_text(findings: str, impression: str, choice: str) -> str:
         return " ".join(s for s in (findings, impression) if s)
     if choice == "impression":
         return impression
-    raise OpenIError(f"unknown text choice {choice!r}; use one of {TEXT_CHOICES}")
+    raise OpenIError(f"unknown text choice {choice!r}; use one of {OPENI_TEXT_CHOICES}")
 
 
 def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findings_or_impression",
@@ -256,8 +256,8 @@ def prepare_openi(source: str | Path, out: str | Path, text_choice: str = "findi
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise OpenIError(f"{source}: source folder not found. Download with data_scripts/download_openi.py")
-    if text_choice not in TEXT_CHOICES or dedeid not in DEDEID_CHOICES:
-        raise OpenIError(f"text_choice must be in {TEXT_CHOICES} and dedeid in {DEDEID_CHOICES}")
+    if text_choice not in OPENI_TEXT_CHOICES or dedeid not in DEDEID_CHOICES:
+        raise OpenIError(f"text_choice must be in {OPENI_TEXT_CHOICES} and dedeid in {DEDEID_CHOICES}")
     check_out_folder(out, "openi", overwrite)
     skips = SkipLog()
     reports = _load_reports(source, skips)
