@@ -77,7 +77,8 @@ def _add_prepare_command(sub) -> None:
 
     prepare = sub.add_parser(
         "prepare", help="prepare a real dataset: prepare {openi,mimic-cxr} --source DIR --out DIR",
-        description="Taught in notebook 12. Builds a manifest from a real dataset on disk and ends with the counts and a")
+        description="Taught in notebook 12. Builds a manifest from a real dataset on disk and ends with the counts and a "
+                    "skip summary (how many, which kinds, where the list is).")
     datasets = prepare.add_subparsers(dest="dataset", required=True)
     openi = datasets.add_parser("openi", help="OpenI / Indiana University (NLM archives or Kaggle layout)")
     _add_prepare_arguments(openi)
