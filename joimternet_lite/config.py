@@ -3,7 +3,8 @@
 Taught in notebook 08. A preset is a YAML file in ``joimternet_lite/configs/``; any field can be
 overridden with a dotted ``key=value`` (``train.steps=200``). Unknown keys and wrong types are
 refused with a message that names the key and the accepted fields, so a typo never silently
-falls back to a default.
+falls back to a default. Each field's range (``checked``) or choices (``Literal``) sit beside it,
+and ``validate`` checks them all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -26,46 +28,88 @@ class ConfigError(UserError, ValueError):
     """A configuration that cannot be used; the message names the key and the fix."""
 
 
+# ---------------------------------------------------------------- value rules
+
+@dataclass(frozen=True)
+class Range:
+    """Numbers from ``low`` to ``high`` (None: unbounded); ``open_low`` / ``open_high`` exclude the bound."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def accepts(self, value) -> bool:
+        if value != value:  # NaN fits no range
+            return False
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+POSITIVE, AT_LEAST_1, AT_LEAST_0 = Range(0, open_low=True), Range(1), Range(0)
+FRACTION, PROBABILITY_OPEN = Range(0, 1), Range(0, 1, open_low=True)
+BELOW_1 = Range(0, 1, open_high=True)
+LEARNING_RATE = Range(0, 1, open_low=True)  # AdamW steps move a weight by about lr: above 1 nothing trains
+SYNTH_SIZES = Range(128, 1024)  # pixels SynthCXR can draw at: its anatomy needs 128, its cost grows as size^2
+
+
+def checked(default, rule: Range):
+    """A field whose value (each element of a tuple; None passes) ``validate`` checks against ``rule``.
+
+    Fields with choices need no rule: their ``Literal`` type lists them.
+    """
+    return field(default=default, metadata={"rule": rule})
+
+
+# ---------------------------------------------------------------- the config
+
 @dataclass
 class DataConfig:
-    source: str = "synthetic"          # synthetic | manifest
+    source: Literal["synthetic", "manifest"] = "synthetic"  # manifest: a prepared dataset at root
     root: str = "data/synthcxr"        # dataset root holding manifest/ and manifest.json
-    num_studies: int = 2000            # SynthCXR only: studies to generate when root is empty
-    image_size: int = 128              # training / eval resolution (square)
-    synth_image_size: int = 256        # SynthCXR only: resolution the images are drawn at
+    num_studies: int = checked(2000, AT_LEAST_1)  # SynthCXR only: studies to generate when root is empty
+    image_size: int = checked(128, Range(8))      # training / eval resolution (square)
+    synth_image_size: int = checked(256, SYNTH_SIZES)  # SynthCXR only: resolution the images are drawn at
     seed: int = 0
-    max_length: int = 160
-    min_word_frequency: int = 2
-    num_workers: int = 0
+    max_length: int = checked(160, Range(3))      # [CLS], one word, [SEP] at least
+    min_word_frequency: int = checked(2, AT_LEAST_1)
+    num_workers: int = checked(0, AT_LEAST_0)
     cache_dir: str | None = None       # a build_cache.py output to read instead of the raw images
     frontal_only: bool = True
-    augment_rotation: float = 10.0     # degrees; the authors use 15 (mimic_paper preset)
-    augment_crop_scale: float = 0.85   # smallest crop area fraction kept by the random resized crop
-    augment_jitter: float = 0.2        # brightness / contrast jitter; the authors' [0.5, 1.8] is 0.8
-    max_skip_fraction: float = 0.01    # more skipped samples than this fraction fails the run
+    augment_rotation: float = checked(10.0, Range(0, 180))  # degrees; the authors use 15 (mimic_paper preset)
+    augment_crop_scale: float = checked(0.85, PROBABILITY_OPEN)  # smallest area fraction a random crop keeps
+    augment_jitter: float = checked(0.2, BELOW_1)  # brightness / contrast jitter; the authors' [0.5, 1.8] is 0.8
+    max_skip_fraction: float = checked(0.01, FRACTION)  # more skipped samples than this fraction fails the run
 
 
 @dataclass
 class ImageModelConfig:
-    backbone: str = "authors_cnn"      # authors_cnn | resnet18 | resnet50 | densenet121
-    widths: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
-    grid: int = 16                     # region grid side; strides adapt so the grid is kept
-    drop_strides: str = "early"        # authors_cnn below 2048 px: early | late stages lose their stride
+    backbone: Literal["authors_cnn", "resnet18", "resnet50", "densenet121"] = "authors_cnn"
+    widths: tuple[int, ...] = checked((8, 16, 32, 64, 128, 256, 512), AT_LEAST_1)
+    grid: int = checked(16, AT_LEAST_1)  # region grid side; strides adapt so the grid is kept
+    drop_strides: Literal["early", "late"] = "early"  # authors_cnn below 2048 px: the stages losing their stride
     soft_attention: bool = True
-    attention_heads: int = 16
+    attention_heads: int = checked(16, AT_LEAST_1)
     pretrained: bool = False           # torchvision ImageNet weights: only when asked, never in tests
 
 
 @dataclass
 class TextModelConfig:
-    layers: int = 3
-    hidden: int = 512
-    heads: int = 8
-    intermediate: int = 2048
-    dropout: float = 0.1
-    pool: str = "cls"                  # cls (the authors' trainer) | mean
-    local_words: str = "all"           # all (the authors') | content | content_no_side: words in the local score
-    local_units: str = "words"         # words (the authors') | sentences: what meets the regions in the local score
+    layers: int = checked(3, AT_LEAST_1)
+    hidden: int = checked(512, AT_LEAST_1)
+    heads: int = checked(8, AT_LEAST_1)
+    intermediate: int = checked(2048, AT_LEAST_1)
+    dropout: float = checked(0.1, BELOW_1)
+    pool: Literal["cls", "mean"] = "cls"  # cls: the authors' trainer
+    # the words of the local score (all: the authors'), and what meets the regions there (words: the authors')
+    local_words: Literal["all", "content", "content_no_side"] = "all"
+    local_units: Literal["words", "sentences"] = "words"
     pretrained_path: str | None = None  # a local Hugging Face folder: sub-word encoder + word pooling
 
 
@@ -74,16 +118,16 @@ class ScoreConfig:
     """How the model scores image-report pairs: the one source of gamma1, gamma2 and chunk_size for
     the losses, retrieval, grounding maps and figures (``model.similarity.score``)."""
 
-    gamma1: float = 4.0                # sharpens the word-to-region attention
-    gamma2: float = 5.0                # sharpens the soft maximum over words in S_w
-    chunk_size: int = 32               # images (and reports) per block in the fast local score
-    cosine_scale: float | None = None  # None: raw e_i . v_j (the authors'); k: k * cos(e_i, v_j) (unit vectors)
+    gamma1: float = checked(4.0, POSITIVE)  # sharpens the word-to-region attention
+    gamma2: float = checked(5.0, POSITIVE)  # sharpens the soft maximum over words in S_w
+    chunk_size: int = checked(32, AT_LEAST_1)  # images (and reports) per block in the fast local score
+    cosine_scale: float | None = checked(None, POSITIVE)  # None: raw e_i . v_j (the authors'); k: k * cos(e_i, v_j)
     word_softmax: bool = True          # the authors' softmax over words before the one over regions; false: none
 
 
 @dataclass
 class ModelConfig:
-    embed_dim: int = 512
+    embed_dim: int = checked(512, AT_LEAST_1)
     image: ImageModelConfig = field(default_factory=ImageModelConfig)
     text: TextModelConfig = field(default_factory=TextModelConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -92,65 +136,66 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    gamma3: float = 10.0
-    margin_global: float = 0.5
-    margin_local: float = 0.5
-    weight_ce: float = 1.0
-    weight_triplet: float = 2.0
+    gamma3: float = checked(10.0, POSITIVE)
+    margin_global: float = checked(0.5, AT_LEAST_0)
+    margin_local: float = checked(0.5, AT_LEAST_0)
+    weight_ce: float = checked(1.0, AT_LEAST_0)
+    weight_triplet: float = checked(2.0, AT_LEAST_0)
     use_global: bool = True
     use_local: bool = True
     use_triplet: bool = True
-    negatives: str = "random"          # random (the authors') | hardest (VSE++) | all
+    negatives: Literal["random", "hardest", "all"] = "random"  # random: the authors'; hardest: VSE++
     mask_duplicate_reports: bool = False
-    weight_fine_grained: float = 0.0   # SPARC's per-pair word-level term (losses.fine_grained_loss); 0: off
+    weight_fine_grained: float = checked(0.0, AT_LEAST_0)  # SPARC's word-level term, losses.fine_grained_loss; 0: off
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr_image: float = 1e-3
-    lr_text: float = 1e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"           # cosine | step
-    warmup_steps: int = 20
-    step_milestones: tuple[int, ...] = ()
-    step_gamma: float = 0.1
-    clip_image: float = 1.5
-    clip_text: float = 1.5
+    steps: int = checked(300, AT_LEAST_1)
+    batch_size: int = checked(32, Range(2))  # a contrastive loss needs a negative in the batch
+    grad_accum: int = checked(1, AT_LEAST_1)
+    lr_image: float = checked(1e-3, LEARNING_RATE)
+    lr_text: float = checked(1e-3, LEARNING_RATE)
+    weight_decay: float = checked(1e-4, FRACTION)
+    schedule: Literal["cosine", "step"] = "cosine"
+    warmup_steps: int = checked(20, AT_LEAST_0)
+    step_milestones: tuple[int, ...] = checked((), AT_LEAST_1)
+    step_gamma: float = checked(0.1, PROBABILITY_OPEN)
+    clip_image: float = checked(1.5, POSITIVE)
+    clip_text: float = checked(1.5, POSITIVE)
     mlm: bool = False
-    itm_probability: float = 0.3       # with mlm: probability that a step is image-text
-    mlm_probability: float = 0.15
+    itm_probability: float = checked(0.3, FRACTION)  # with mlm: probability that a step is image-text
+    mlm_probability: float = checked(0.15, PROBABILITY_OPEN)
     seed: int = 42
-    device: str = "auto"               # auto | cpu | cuda | mps
-    precision: str = "auto"            # auto | fp32 | bf16 | fp16
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     compile: bool = False
     gather_local: bool = False         # local loss over the global batch (costly); per rank by default
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 10
+    checkpoint_every: int = checked(100, AT_LEAST_1)
+    keep_checkpoints: int = checked(2, AT_LEAST_0)
+    log_every: int = checked(10, AT_LEAST_1)
     out_dir: str = "runs/demo"
-    nan_policy: str = "stop"           # stop | skip
-    max_nan_skips: int = 10
+    nan_policy: Literal["stop", "skip"] = "stop"
+    max_nan_skips: int = checked(10, AT_LEAST_0)
 
 
 @dataclass
 class EvalConfig:
-    scorings: tuple[str, ...] = ("global", "local", "combined")  # retrieval scorings reported
-    combined_weight: float = 0.5
-    relevances: tuple[str, ...] = ("instance", "dedup")          # instance | dedup | label
-    pool_size: int | None = None       # None: one pool, the whole test split; else disjoint random pools
-    num_pools: int | None = None       # with pool_size: the number of pools (None: as many as fit)
-    uncertain_policy: str = "zeros"    # zeros | ones | ignore
-    bootstrap: int = 200
-    seed: int = 0
+    scorings: tuple[Literal["global", "local", "combined"], ...] = ("global", "local", "combined")  # reported
+    combined_weight: float = checked(0.5, FRACTION)
+    relevances: tuple[Literal["instance", "dedup", "label"], ...] = ("instance", "dedup")
+    # None: one pool, the whole test split; else disjoint random pools, num_pools of them (None: as many as fit)
+    pool_size: int | None = checked(None, Range(2))
+    num_pools: int | None = checked(None, AT_LEAST_1)
+    uncertain_policy: Literal["zeros", "ones", "ignore"] = "zeros"
+    bootstrap: int = checked(200, AT_LEAST_0)
+    seed: int = checked(0, AT_LEAST_0)
 
 
 @dataclass
 class AblationConfig:
-    steps: int | None = None           # training steps of every ablation variant (None: train.steps)
+    steps: int | None = checked(None, AT_LEAST_1)  # training steps of every ablation variant (None: train.steps)
 
 
 @dataclass
@@ -274,15 +319,16 @@ def _coerce(tp, value, where: str):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(a, value, where)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass  # try the union's next type
         raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is typing.Literal:  # its type here; validate checks the choices, as it checks ranges
+        return _coerce(type(typing.get_args(tp)[0]), value, where)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -305,121 +351,47 @@ def _plain(obj):
     return obj
 
 
-# ---------------------------------------------------------------- value checks
+# ---------------------------------------------------------------- validation
 
-@dataclass(frozen=True)
-class Range:
-    """Numbers from ``low`` to ``high`` (None: unbounded); ``open_low`` / ``open_high`` exclude the bound."""
-
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def accepts(self, value) -> bool:
-        if value != value:  # NaN fits no range
-            return False
-        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
-        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
-        return above and below
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+def choices(cls, name: str) -> tuple[str, ...]:
+    """The values field ``name`` of config class ``cls`` accepts, read from its ``Literal`` type
+    (also inside a tuple): the one list of them, for code that checks or offers them elsewhere."""
+    return _choices(typing.get_type_hints(cls)[name]) or ()
 
 
-POSITIVE, AT_LEAST_1, AT_LEAST_0 = Range(0, open_low=True), Range(1), Range(0)
-FRACTION, PROBABILITY_OPEN = Range(0, 1), Range(0, 1, open_low=True)
-LEARNING_RATE = Range(0, 1, open_low=True)  # AdamW steps move a weight by about lr: above 1 nothing trains
+def _choices(tp) -> tuple[str, ...] | None:
+    if typing.get_origin(tp) is tuple:
+        tp = typing.get_args(tp)[0]
+    return typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else None
 
-SCHEDULES = ("cosine", "step")
-NAN_POLICIES = ("stop", "skip")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-NEGATIVE_MODES = ("random", "hardest", "all")
-SYNTH_SIZES = Range(128, 1024)  # pixels SynthCXR can draw at: its anatomy needs 128, its cost grows as size^2
-DROP_STRIDES = ("early", "late")
-TEXT_POOLS = ("cls", "mean")
-LOCAL_WORDS = ("all", "content", "content_no_side")
-LOCAL_UNITS = ("words", "sentences")
 
-# Every numeric and enumerated field: a Range, or the tuple of accepted choices. Tuple-valued fields
-# (widths, milestones) are checked element by element; None (an optional field left unset) passes.
-RULES: dict[str, Range | tuple[str, ...]] = {
-    "data.source": ("synthetic", "manifest"),
-    "data.num_studies": AT_LEAST_1,
-    "data.image_size": Range(8),
-    "data.synth_image_size": SYNTH_SIZES,
-    "data.max_length": Range(3),            # [CLS], one word, [SEP]
-    "data.min_word_frequency": AT_LEAST_1,
-    "data.num_workers": AT_LEAST_0,
-    "data.augment_rotation": Range(0, 180),
-    "data.augment_crop_scale": PROBABILITY_OPEN,
-    "data.augment_jitter": Range(0, 1, open_high=True),
-    "data.max_skip_fraction": FRACTION,
-    "model.embed_dim": AT_LEAST_1,
-    "model.image.backbone": ("authors_cnn", "resnet18", "resnet50", "densenet121"),
-    "model.image.widths": AT_LEAST_1,
-    "model.image.grid": AT_LEAST_1,
-    "model.image.drop_strides": DROP_STRIDES,
-    "model.image.attention_heads": AT_LEAST_1,
-    "model.text.layers": AT_LEAST_1,
-    "model.text.hidden": AT_LEAST_1,
-    "model.text.heads": AT_LEAST_1,
-    "model.text.intermediate": AT_LEAST_1,
-    "model.text.dropout": Range(0, 1, open_high=True),
-    "model.text.pool": TEXT_POOLS,
-    "model.text.local_words": LOCAL_WORDS,
-    "model.text.local_units": LOCAL_UNITS,
-    "model.score.gamma1": POSITIVE,
-    "model.score.gamma2": POSITIVE,
-    "model.score.chunk_size": AT_LEAST_1,
-    "model.score.cosine_scale": POSITIVE,
-    "loss.gamma3": POSITIVE,
-    "loss.margin_global": AT_LEAST_0,
-    "loss.margin_local": AT_LEAST_0,
-    "loss.weight_ce": AT_LEAST_0,
-    "loss.weight_triplet": AT_LEAST_0,
-    "loss.weight_fine_grained": AT_LEAST_0,
-    "loss.negatives": NEGATIVE_MODES,
-    "train.steps": AT_LEAST_1,
-    "train.batch_size": Range(2),          # a contrastive loss needs a negative in the batch
-    "train.grad_accum": AT_LEAST_1,
-    "train.lr_image": LEARNING_RATE,
-    "train.lr_text": LEARNING_RATE,
-    "train.weight_decay": Range(0, 1),
-    "train.schedule": SCHEDULES,
-    "train.warmup_steps": AT_LEAST_0,
-    "train.step_milestones": AT_LEAST_1,
-    "train.step_gamma": PROBABILITY_OPEN,
-    "train.clip_image": POSITIVE,
-    "train.clip_text": POSITIVE,
-    "train.itm_probability": FRACTION,
-    "train.mlm_probability": PROBABILITY_OPEN,
-    "train.device": DEVICES,
-    "train.precision": PRECISIONS,
-    "train.checkpoint_every": AT_LEAST_1,
-    "train.keep_checkpoints": AT_LEAST_0,
-    "train.log_every": AT_LEAST_1,
-    "train.nan_policy": NAN_POLICIES,
-    "train.max_nan_skips": AT_LEAST_0,
-    "eval.scorings": ("global", "local", "combined"),
-    "eval.combined_weight": FRACTION,
-    "eval.pool_size": Range(2),
-    "eval.num_pools": AT_LEAST_1,
-    "eval.relevances": ("instance", "dedup", "label"),
-    "eval.uncertain_policy": ("zeros", "ones", "ignore"),
-    "eval.bootstrap": AT_LEAST_0,
-    "eval.seed": AT_LEAST_0,
-    "ablation.steps": AT_LEAST_1,
-}
+def field_rules(cls=Config, prefix: str = "") -> dict[str, Range | tuple[str, ...]]:
+    """Dotted key -> the field's rule (``checked``) or choices (``Literal``), for every field that has one."""
+    hints, rules = typing.get_type_hints(cls), {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rules |= field_rules(tp, f"{prefix}{f.name}.")
+        elif (rule := f.metadata.get("rule") or _choices(tp)) is not None:
+            rules[f"{prefix}{f.name}"] = rule
+    return rules
+
+
+# The choices other modules check or offer (argparse choices, error messages), read from the fields
+SCHEDULES = choices(TrainConfig, "schedule")
+PRECISIONS = choices(TrainConfig, "precision")
+DEVICES = choices(TrainConfig, "device")
+NEGATIVE_MODES = choices(LossConfig, "negatives")
+DROP_STRIDES = choices(ImageModelConfig, "drop_strides")
+TEXT_POOLS = choices(TextModelConfig, "pool")
+LOCAL_WORDS = choices(TextModelConfig, "local_words")
+SCORINGS = choices(EvalConfig, "scorings")
 
 
 def validate(cfg: Config) -> Config:
-    """Check every field named in ``RULES``; raise ``ConfigError`` naming the key, value and accepted range."""
+    """Check every field that has a rule or choices; raise ``ConfigError`` naming the key, value and what fits."""
     flat = flatten(to_dict(cfg))
-    for key, rule in RULES.items():
+    for key, rule in field_rules().items():
         value = flat[key]
         for item in value if isinstance(value, list) else [value]:
             if item is not None and not _fits(rule, item):

@@ -6,10 +6,13 @@ import re
 import pytest
 
 from joimternet_lite.config import (
-    RULES,
+    NEGATIVE_MODES,
     Config,
     ConfigError,
+    LossConfig,
     apply_override,
+    choices,
+    field_rules,
     list_presets,
     load_config,
     save_config,
@@ -145,7 +148,7 @@ def test_every_preset_passes_validation():
         validate(load_config(name))
 
 
-def test_every_number_and_choice_field_has_a_rule_and_every_rule_a_field():
+def test_every_number_and_choice_field_has_a_rule_beside_it():
     flat = {}
 
     def walk(obj, prefix=""):
@@ -157,11 +160,19 @@ def test_every_number_and_choice_field_has_a_rule_and_every_rule_a_field():
                 flat[f"{prefix}{f.name}"] = f.type
 
     walk(Config())
-    assert set(RULES) <= set(flat)
+    rules = field_rules()
+    assert set(rules) <= set(flat)
     free = {"name", "data.root", "data.cache_dir", "data.seed", "train.seed", "train.out_dir",
             "model.text.pretrained_path"}  # free text and any-integer seeds
-    unchecked = {k for k, tp in flat.items() if k not in RULES and k not in free and "bool" not in str(tp)}
+    unchecked = {k for k, tp in flat.items() if k not in rules and k not in free and "bool" not in str(tp)}
     assert not unchecked
+
+
+def test_choices_are_read_from_the_field_type_and_are_still_strings_to_yaml():
+    assert choices(LossConfig, "negatives") == NEGATIVE_MODES == ("random", "hardest", "all")
+    assert field_rules()["eval.relevances"] == ("instance", "dedup", "label")  # a tuple of choices: each checked
+    with pytest.raises(ConfigError, match=r"loss:negatives: expected str, got 5 \(int\)"):
+        apply_override(Config(), "loss.negatives=5")
 
 
 def test_a_config_built_in_code_is_validated_too():
