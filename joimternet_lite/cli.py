@@ -119,6 +119,8 @@ def _add_prepare_arguments(p) -> None:
 
 def _add_model_commands(sub) -> None:
     """``search`` and ``ground``: use a trained model (a saved, checkpoint or run folder)."""
+    from .config import SCORINGS
+
     p = sub.add_parser("search", help="rank a folder's images for a sentence (--images --query), or a "
                                       "manifest's reports for an image (--image --manifest)")
     p.add_argument("--model", required=True, help="a save_pretrained folder, a checkpoint folder or a run folder")
@@ -127,7 +129,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--image", help="one image whose matching reports are ranked")
     p.add_argument("--manifest", help="dataset root (manifest/ and manifest.json) whose reports are ranked")
     p.add_argument("--top", type=_positive_int, default=10, help="results to print (default 10)")
-    p.add_argument("--scoring", choices=("global", "local", "combined"), default="global",
+    p.add_argument("--scoring", choices=SCORINGS, default="global",
                    help="global: vector cosine (default); local: word-region matching; combined: both")
     p.add_argument("--index", help="embedding index file (default: .joimternet-index.safetensors inside the "
                                    "folder); must be new or an index written by search")
@@ -150,8 +152,10 @@ def _add_model_commands(sub) -> None:
 
 
 def _add_device_arguments(p) -> None:
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+    from .config import DEVICES, PRECISIONS
+
+    p.add_argument("--device", default="auto", help=" | ".join(DEVICES))
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="the towers' precision: auto is bf16/fp16 on CUDA and fp32 on the CPU; bf16 on a CPU "
                         "with bf16 instructions embeds faster (bench/RESULTS.md)")
 

@@ -11,7 +11,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .config import ConfigError
+from .config import PRECISIONS, ConfigError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -33,7 +33,7 @@ def pick_device(name: str = "auto") -> torch.device:
 def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     """``fp32`` on CPU/MPS; on CUDA ``bf16`` when supported, else ``fp16``."""
     if precision != "auto":
-        if precision not in ("fp32", "bf16", "fp16"):
+        if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: use auto, fp32, bf16 or fp16")
         return precision
     if device.type != "cuda":

@@ -28,7 +28,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock
 
-from ..config import DROP_STRIDES, ImageModelConfig
+from ..config import DROP_STRIDES, ImageModelConfig, choices
 
 PAPER_IMAGE_SIZE = 2048
 
@@ -137,7 +137,7 @@ def _stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
                          BasicBlock(out_channels, out_channels))
 
 
-TORCHVISION_BACKBONES = ("resnet18", "resnet50", "densenet121")
+TORCHVISION_BACKBONES = tuple(b for b in choices(ImageModelConfig, "backbone") if b != "authors_cnn")
 
 
 def gray_conv(conv: nn.Conv2d) -> nn.Conv2d:
