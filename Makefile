@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: demo lab test test-all notebooks lint bench env clean-venv
+.PHONY: demo lab test test-all notebooks workshop-prep lint bench env clean-venv
 
 # `make demo` needs only the package; tests and notebooks add their extras on top (same pins).
 $(CORE_STAMP): pyproject.toml constraints.txt
@@ -55,6 +55,12 @@ test-all: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) notebooks/run_notebooks.py
+
+# `make workshop-prep`, once before a workshop on the machine it will use: draws the course data and
+# trains the models notebooks 09-11 share (the course model; for 11 also the paper's recipe at the
+# same size), printing each time. The notebooks then load them instead of training in a slot.
+workshop-prep: $(STAMP)
+	$(PY) notebooks/workshop_prep.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench notebooks/run_notebooks.py notebooks/figures

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from exercise_harness import run_check
 
-from joimternet_lite.course import import_definitions
+from joimternet_lite.course import check, import_definitions
 from joimternet_lite.data.tokenizer import split_words
 from joimternet_lite.evaluate import grounding as pkg_ground
 
@@ -152,7 +152,33 @@ def test_11_exercise_3_pointing_chance():
     })
 
 
+def test_11_exercise_4_word_maps():
+    def regions_first(scores, gamma1, word_softmax=True):
+        return (gamma1 * scores.softmax(dim=1)).softmax(dim=0) if word_softmax else scores.softmax(dim=1)
+
+    def fix_over_words(scores, gamma1, word_softmax=True):
+        return (gamma1 * scores.softmax(dim=0)).softmax(dim=1) if word_softmax else scores.softmax(dim=0)
+
+    assert_discriminates("11", 4, "word_maps", {
+        "softmax over the regions first": regions_first,
+        "gamma1 left out": lambda scores, gamma1, word_softmax=True: (
+            scores.softmax(dim=0).softmax(dim=1) if word_softmax else scores.softmax(dim=1)),
+        "the softmax over words always kept": lambda scores, gamma1, word_softmax=True: (
+            (gamma1 * scores.softmax(dim=0)).softmax(dim=1)),
+        "the fix as a softmax over the words": fix_over_words,
+    })
+
+
+def test_a_check_names_the_mistake_it_recognises(capsys):
+    """check(..., mistakes=...) says what a known wrong answer did, not only by how much it missed."""
+    assert not check("ex", 1.8, 0.6, mistakes={"the mass inside, not divided by the total mass": 1.8})
+    assert not check("ex", 0.7, 0.6, mistakes={"the mass inside, not divided by the total mass": 1.8})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["ex: max difference 1.2; this looks like the mass inside, not divided by the total mass",
+                   "ex: max difference 0.1"]
+
+
 @pytest.mark.parametrize("number", sorted(EXERCISES))
 def test_the_unsolved_stubs_are_not_correct(number):
-    for exercise in (1, 2, 3):
+    for exercise in (1, 2, 3, 4) if number == "11" else (1, 2, 3):
         assert not run_check(EXERCISES[number], exercise)

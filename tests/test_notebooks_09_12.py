@@ -1,6 +1,7 @@
 """Notebooks 09-12 build parts inline; these tests load those definitions and compare them with the
 package on tiny inputs, so the notebooks and the package cannot drift apart."""
 
+import dataclasses
 from pathlib import Path
 
 import nbformat
@@ -9,8 +10,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from joimternet_lite.config import ScoreConfig, load_config
-from joimternet_lite.course import course_model_settings, import_definitions
+from joimternet_lite.config import ScoreConfig
+from joimternet_lite.course import (
+    course_model_settings,
+    course_run,
+    import_definitions,
+    paper_recipe_settings,
+)
 from joimternet_lite.data import openi as pkg_openi
 from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
 from joimternet_lite.evaluate import classification as pkg_cls
@@ -39,7 +45,7 @@ def nb10():
 def nb11():
     return import_definitions(NOTEBOOKS / "11_attention_and_grounding.ipynb",
                               ["word_maps_inline", "pointing_hit_inline", "mass_inside_inline", "swap_sides",
-                               "winning_words", "negated_positions"])
+                               "paired_phrase_inline", "fixed_maps_inline", "owner_map"])
 
 
 @pytest.fixture(scope="module")
@@ -152,34 +158,57 @@ def test_pointing_and_mass_match_package(nb11):
     assert nb11.pointing_hit_inline(np.full(6, 1 / 6), inside) == pytest.approx(1 / 3)   # flat map = chance
 
 
-def test_swap_and_word_helpers(nb11):
+def test_swap_owner_and_paired_phrase_helpers(nb11):
     for text in ("Small left pleural effusion. Right lung is clear.", "LEFT apical pneumothorax; no right effusion.",
                  "Leftover bright lines."):
         assert nb11.swap_sides(text) == pkg_ground.swap_laterality(text)
     g = torch.Generator().manual_seed(0)
     regions, words = torch.randn(7, 4, generator=g), torch.randn(5, 4, generator=g)
     over_words = (words[:3] @ regions.T).softmax(dim=0)      # the softmax over words, per region
-    assert nb11.winning_words(regions, words, 3).tolist() == over_words.argmax(dim=0).tolist()
-    assert nb11.negated_positions("No pleural effusion. Small left effusion.", "effusion") == [2]
+    assert nb11.owner_map(regions, words, 3).tolist() == over_words.argmax(dim=0).tolist()
+    inside = np.array([True, True, False, False])
+    a, b = np.array([0.4, 0.3, 0.2, 0.1]), np.array([0.1, 0.1, 0.4, 0.4])
+    assert (nb11.paired_phrase_inline(a, b, inside), nb11.paired_phrase_inline(b, a, inside),
+            nb11.paired_phrase_inline(a, a, inside)) == (1.0, 0.0, 0.5)
+    assert nb11.paired_phrase_inline(a, b, inside) == pkg_ground.beats(pkg_ground.mass_inside(a, inside),
+                                                                       pkg_ground.mass_inside(b, inside))
+
+
+def test_fixed_maps_match_the_model_maps_without_word_softmax(nb11):
+    """The fix of notebook 11: softmax over the regions of scale * cos(e_i, v_j), as the package's
+    maps of a model with word_softmax false, cosine_scale 10 and gamma1 1 (the course model)."""
+    g = torch.Generator().manual_seed(1)
+    regions, words, lengths = torch.randn(2, 9, 4, generator=g), torch.randn(2, 5, 4, generator=g), torch.tensor([5, 3])
+    unit, scaled = torch.nn.functional.normalize(regions, dim=-1), 10 * torch.nn.functional.normalize(words, dim=-1)
+    maps = word_region_maps(unit, scaled, lengths, kind="alpha", gamma1=1.0, word_softmax=False)
+    for b in range(2):
+        n = int(lengths[b])
+        torch.testing.assert_close(nb11.fixed_maps_inline(regions[b], words[b], n), maps[b, :n])
 
 
 # --- 09-11: the shared course model, sized for the device -----------------------------------------
 
 @pytest.mark.parametrize("smoke", [False, True])
-def test_course_model_settings_pick_a_gpu_sized_model_on_cuda(smoke):
-    """A CUDA device gets the synth_gpu towers at 256 px in bf16 where supported; CPU and MPS keep
-    the demo_cpu model in fp32; smoke mode is tiny everywhere. Each setting loads as a config."""
+def test_course_model_settings_train_the_grounding_recipe_everywhere(smoke):
+    """The course model trains the grounding recipe (no softmax over words, cosine scores x 10,
+    gamma1 1) on every device: demo_grounding itself on a CPU or MPS (fp32) and in smoke mode, the
+    synth_gpu towers with the same local score on CUDA (bf16 where supported). The paper-recipe
+    settings differ in the local score only. Each loads as a config with its run folder."""
     for device_type in ("cuda", "cpu", "mps"):
         settings = course_model_settings(device_type, smoke)
+        cfg, _, run_dir = course_run(settings, device_type)
+        assert (cfg.model.score.word_softmax, cfg.model.score.cosine_scale, cfg.model.score.gamma1) == (False, 10, 1)
         if device_type == "cuda" and not smoke:
             assert (settings["preset"], settings["image_size"], settings["precision"]) == ("synth_gpu", 256, "auto")
         else:
-            assert settings["preset"] == "demo_cpu" and settings["precision"] == "fp32"
+            assert settings["preset"] == "demo_grounding" and settings["precision"] == "fp32"
             assert settings["image_size"] == (64 if smoke else 128)
-        cfg = load_config(settings["preset"], [f"data.image_size={settings['image_size']}",
-                                               f"train.precision={settings['precision']}",
-                                               f"train.batch_size={settings['batch']}"])
-        assert cfg.data.image_size == settings["image_size"]
+        assert cfg.data.image_size == settings["image_size"] and cfg.train.batch_size == settings["batch"]
+        paper_cfg, _, paper_dir = course_run(paper_recipe_settings(settings), device_type)
+        assert (paper_cfg.model.score.word_softmax, paper_cfg.model.score.cosine_scale) == (True, None)
+        assert paper_dir != run_dir and paper_cfg.data == cfg.data
+        assert paper_cfg.train == dataclasses.replace(cfg.train, out_dir=paper_cfg.train.out_dir)
+        assert paper_cfg.model.image == cfg.model.image and paper_cfg.model.text == cfg.model.text
 
 
 def test_notebooks_09_to_11_take_the_course_model_settings_from_the_package():
