@@ -112,12 +112,13 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
     manifest, tokenizer = load_training_data(cfg, tokenizer_dir=run_dir / "tokenizer")
     with torch.inference_mode():
         test = embed_split(cfg, model, tokenizer, manifest, "test", torch.device("cpu"), keep_local=True)
-    shares, owned = region_owners(test["regions"], test["words"], test["lengths"], test["texts"],
-                                  sentences=cfg.model.text.local_units == "sentences")
+    reports = test.reports
+    shares, owned = region_owners(test.images.regions, reports.words, reports.lengths, test.texts,
+                                  sentences=cfg.model.text.local_units == "sentences", word_mask=reports.word_mask)
     total = sum(owned.values())
     test_rows = manifest.filter(lambda s: s == "test", input_columns="split")
-    targets = synthcxr_targets(list(test_rows), test["study_ids"], cfg.data.root, model.grid)
-    blind = summarize_grounding(evaluate_grounding(model, tokenizer, test["regions"], targets, kinds=("blind",)))
+    targets = synthcxr_targets(list(test_rows), test.study_ids, cfg.data.root, model.grid)
+    blind = summarize_grounding(evaluate_grounding(model, tokenizer, test.images.regions, targets, kinds=("blind",)))
     return {"owner_share": round(float(shares.mean()), 3),
             "owners": [[word, round(100 * count / total, 1)] for word, count in owned.most_common(top)],
             "blind_pointing": round(next(r["hit"] for r in blind if r["words"] == "phrase" and r["type"] == "all"), 3)}

@@ -44,6 +44,7 @@ from joimternet_lite.evaluate.classification import (
     linear_probe_scores,
     prepare_targets,
 )
+from joimternet_lite.evaluate.embed import DatasetEmbeddings
 from joimternet_lite.evaluate.retrieval import evaluate_retrieval
 from joimternet_lite.markdown import markdown_table
 from joimternet_lite.pipeline import embed_split, untrained_model
@@ -113,31 +114,31 @@ def evaluate_pair(cfg, run_dir: Path, n_boot: int, pool: int) -> dict:
         test = embed_split(cfg, model, tokenizer, manifest, "test", device, keep_local=False)
         fit = embed_split(cfg, model, tokenizer, manifest, "train", device, keep_local=False)
         out[name] = {"retrieval": retrieval(test, pool), "probe": probes(fit, test, n_boot)}
-    out["test_studies"] = len(test["study_ids"])
-    out["test_left_out"] = [list(s) for s in test["skipped"]]
+    out["test_studies"] = len(test.study_ids)
+    out["test_left_out"] = [list(s) for s in test.skipped]
     return out
 
 
-def retrieval(test: dict, pool: int) -> list[dict]:
+def retrieval(test: DatasetEmbeddings, pool: int) -> list[dict]:
     """Global instance retrieval rows, both directions: the full test pool, then disjoint pools of ``pool``."""
     full = evaluate_retrieval(test, include_ceiling=False)
     pools = evaluate_retrieval(test, pool_mode="random", pool_size=pool, include_ceiling=False)
     return full + pools
 
 
-def probes(fit: dict, test: dict, n_boot: int) -> dict:
+def probes(fit: DatasetEmbeddings, test: DatasetEmbeddings, n_boot: int) -> dict:
     """Linear probes on frozen image vectors: all training studies, then 1 and 5 per OpenI class."""
-    fit_y, fit_mask = prepare_targets(fit["labels"])
+    fit_y, fit_mask = prepare_targets(fit.labels)
     classes = [CHEXPERT_LABELS.index(n) for n in OPENI7]
     rows = {"all": np.arange(len(fit_y))}
     rows.update({f"{k}-shot": k_shot_indices(fit_y, k, seed=0, classes=classes) for k in SHOTS})
     return {name: probe(fit, fit_y[r], fit_mask[r], r, test, n_boot) for name, r in rows.items()}
 
 
-def probe(fit: dict, fit_y, fit_mask, rows, test: dict, n_boot: int) -> dict:
+def probe(fit: DatasetEmbeddings, fit_y, fit_mask, rows, test: DatasetEmbeddings, n_boot: int) -> dict:
     """Per-class AUROC and the OpenI-7 mean with its percentile bootstrap interval over test studies."""
-    scores = linear_probe_scores(fit["image_vectors"][rows], fit_y, fit_mask, test["image_vectors"], seed=0)
-    test_y, test_mask = prepare_targets(test["labels"])
+    scores = linear_probe_scores(fit.images.image_vectors[rows], fit_y, fit_mask, test.images.image_vectors, seed=0)
+    test_y, test_mask = prepare_targets(test.labels)
     row = {"n_train": len(rows)}
     row.update(auroc_summary(test_y, scores, test_mask, exclude=NOT_OPENI7))
     row.update(bootstrap_ci(test_y, scores, test_mask, n_boot, seed=0, exclude=NOT_OPENI7))

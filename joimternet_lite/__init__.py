@@ -3,7 +3,11 @@
 The public API (typed signatures and a runnable example in docs/API.md):
 
 - :class:`JoImTeRNet` with ``from_pretrained(path)`` / ``save_pretrained(dir)`` / ``push_to_hub``
-  (``joimternet_lite.hub``); :class:`PretrainedError` for a folder that is not a loadable model;
+  (``joimternet_lite.hub``), ``get_image_features`` / ``get_text_features``, and ``forward`` returning
+  a typed :class:`ModelOutput`; :class:`PretrainedError` for a folder that is not a loadable model;
+- :class:`Similarity` (``model.similarity``): the one scoring route, ``scores`` (global, local,
+  combined) and ``maps``; :class:`ImageEmbeddings`, :class:`ReportEmbeddings` and
+  :class:`DatasetEmbeddings`, the typed embeddings it scores;
 - :class:`ImageTextInference`: ``embed_images``, ``embed_reports``, ``similarity``, ``word_maps``,
   ``plot_word_maps`` (``joimternet_lite.inference``); :class:`InferenceError`;
 - :class:`ImageIndex` and :func:`search_images`: an on-disk embedding index of an image folder
@@ -27,8 +31,12 @@ _EXPORTS = {
     "PretrainedError": "hub",
     "ImageTextInference": "inference",
     "InferenceError": "inference",
-    "ImageEmbeddings": "inference",
-    "ReportEmbeddings": "inference",
+    "ImageEmbeddings": "models.outputs",
+    "ReportEmbeddings": "models.outputs",
+    "ModelOutput": "models.outputs",
+    "DatasetEmbeddings": "evaluate.embed",
+    "embed_dataset": "evaluate.embed",
+    "Similarity": "models.similarity",
     "WordMaps": "inference",
     "ImageIndex": "search",
     "SearchError": "search",

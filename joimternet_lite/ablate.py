@@ -144,9 +144,9 @@ def study_values(cfg: Config, results: dict) -> dict[str, tuple[np.ndarray, np.n
     from .evaluate.retrieval import pool_indices, query_ranks, similarity_matrix
 
     test, ev = results["embeddings"], cfg.eval
-    n = len(test["study_ids"])
+    n = len(test.study_ids)
     pools = pool_indices(n, ev.pool_size, ev.num_pools, "random" if ev.pool_size else "full", ev.seed)
-    sim = similarity_matrix(test, test, "global").numpy()
+    sim = similarity_matrix(test.images, test.reports, "global").numpy()
     weights = np.zeros(n)
     for pool in pools:
         weights[pool] = 1.0
@@ -158,7 +158,7 @@ def study_values(cfg: Config, results: dict) -> dict[str, tuple[np.ndarray, np.n
             ranks[pool] = query_ranks(query_sim[np.ix_(pool, pool)])
         out.update({f"{short} R@{k}": (100.0 * (ranks <= k), weights) for k in KS})
     if "grounding_rows" in results:
-        row_of = {sid: i for i, sid in enumerate(test["study_ids"])}
+        row_of = {sid: i for i, sid in enumerate(test.study_ids)}
         hits, findings = np.zeros(n), np.zeros(n)
         for r in results["grounding_rows"]:
             if r["kind"] == "raw" and r["words"] == "phrase":
@@ -326,7 +326,7 @@ def run_ablation(cfg: Config, variants: list[str] | None = None, seeds: int = 1)
             result = train(vcfg, resume=True)
             results = evaluate_model(vcfg, result.model, tokenizer, manifest, device, scorings=("global",))
             runs.setdefault(name, []).append(Run(name, seed, vcfg.train.steps, table_values(results),
-                                                 study_values(vcfg, results), list(results["embeddings"]["study_ids"])))
+                                                 study_values(vcfg, results), list(results["embeddings"].study_ids)))
             atomic_write_text(out_root / "ablation.json", runs_json(runs))
     wall = time.perf_counter() - started
     text = ablation_markdown(cfg, runs, cfg.eval.bootstrap, wall)

@@ -386,6 +386,8 @@ DROP_STRIDES = choices(ImageModelConfig, "drop_strides")
 TEXT_POOLS = choices(TextModelConfig, "pool")
 LOCAL_WORDS = choices(TextModelConfig, "local_words")
 SCORINGS = choices(EvalConfig, "scorings")
+RELEVANCES = choices(EvalConfig, "relevances")
+UNCERTAIN_POLICIES = choices(EvalConfig, "uncertain_policy")
 
 
 def validate(cfg: Config) -> Config:

@@ -19,17 +19,17 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .data.images import _to_unit_float, read_image
+from .data.images import read_image, to_unit_float
 from .data.tokenizer import split_words
 from .data.transforms import build_transforms, to_tensor
 from .device import autocast_context, pick_device, resolve_precision
 from .errors import UserError
+from .models.outputs import ImageEmbeddings, ReportEmbeddings
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 FIGURE_TAG = {"joimternet-lite": "word maps"}  # a PNG text chunk: ground replaces only figures it wrote
@@ -39,18 +39,6 @@ _LIBRARIES = {"PIL": "Pillow", "pydicom": "pydicom"}
 
 class InferenceError(UserError, ValueError):
     """Input the model cannot take (an empty text, an image array of the wrong shape or range)."""
-
-
-class ImageEmbeddings(NamedTuple):
-    image_vectors: torch.Tensor  # (N, D) float32, CPU
-    regions: torch.Tensor        # (N, R, D) float32, CPU
-
-
-class ReportEmbeddings(NamedTuple):
-    report_vectors: torch.Tensor  # (T, D) float32, CPU
-    words: torch.Tensor           # (T, L, D) float32, CPU, zeros at padding
-    lengths: torch.Tensor         # (T,) long: valid word vectors per report ([SEP] counted)
-    units: torch.Tensor | None = None  # (T, L) long: the row holding word k's vector (k, unless sentence units)
 
 
 @dataclass
@@ -98,7 +86,7 @@ class ImageTextInference:
         if isinstance(image, str | Path):
             pixels = to_tensor(read_image(image))
         elif isinstance(image, Image.Image):
-            pixels = to_tensor(_to_unit_float(image, Path("<PIL image>")))
+            pixels = to_tensor(to_unit_float(image, Path("<PIL image>")))
         else:
             pixels = _array_to_unit(image)
         return self.transform(pixels)
@@ -133,24 +121,21 @@ class ImageTextInference:
         if isinstance(texts, str):
             raise InferenceError("embed_reports takes a list of texts; wrap a single text as [text]")
         with self._context():
-            out = embed_reports(self.model, self.tokenizer, list(texts), self.device,
-                                max_length=self.config.data.max_length, batch_size=self.batch_size)
-        return ReportEmbeddings(out["report_vectors"], out["words"], out["lengths"], out["units"])
+            return embed_reports(self.model, self.tokenizer, list(texts), self.device,
+                                 max_length=self.config.data.max_length, batch_size=self.batch_size)
 
     # ------------------------------------------------------------------ scores and maps
 
     def similarity(self, images: Sequence[ImageInput] | ImageEmbeddings, texts: Sequence[str] | ReportEmbeddings,
                    scoring: str = "global") -> torch.Tensor:
-        """(I, T) scores: ``global`` cosine, ``local`` S_w, or ``combined`` (retrieval's formula)."""
-        from .evaluate.embed import model_null_region
+        """(I, T) scores through the model's similarity: ``global`` cosine, ``local`` S_w, or ``combined``."""
         from .evaluate.retrieval import similarity_matrix
 
         image_side = images if isinstance(images, ImageEmbeddings) else self.embed_images(images)
         text_side = texts if isinstance(texts, ReportEmbeddings) else self.embed_reports(texts)
         with torch.inference_mode():  # float32 embeddings in, float32 scores out: no autocast here
-            return similarity_matrix({**image_side._asdict(), "null_region": model_null_region(self.model)},
-                                     text_side._asdict(), scoring, combined_weight=self.config.eval.combined_weight,
-                                     score=self.model.similarity.score, device=self.device)
+            return similarity_matrix(image_side, text_side, scoring, self.model.similarity,
+                                     self.config.eval.combined_weight, self.device)
 
     def word_maps(self, image: ImageInput, text: str, kind: str = "alpha") -> WordMaps:
         """Each word's map over the image's region grid: ``alpha`` (the DAMSM attention of S_w),
@@ -167,7 +152,7 @@ class ImageTextInference:
         report = self.embed_reports([text])
         with torch.inference_mode():
             maps = self.model.similarity.maps(regions.to(self.device), report.words.to(self.device),
-                                              report.lengths.to(self.device), kind)
+                                              report.lengths.to(self.device), kind, report.word_mask.to(self.device))
         maps = spread_to_words(maps, report.units.to(self.device))  # sentence units: the sentence's map
         kept = min(len(words), int(report.lengths[0]))  # the last valid word vector is [SEP]
         gh, gw = self.model.grid

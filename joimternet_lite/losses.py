@@ -23,10 +23,15 @@ report is identical to the anchor's: they leave the CE softmax and are never neg
 left with no negative contributes 0 to a triplet term. Unlike the authors' code, a negative
 report is never cut to the anchor's length, so a pair scores the same whatever batch it is in.
 
-DDP: ``gathered`` holds ``image_vectors`` and ``report_vectors`` of the global batch, this rank's
-pairs at rows ``rank_offset .. rank_offset + M``; the global terms then use every negative of the
-global batch. The local terms use this rank's pairs unless ``gathered`` also holds ``regions``,
-``words`` and ``lengths``. When the two levels have different candidate sets, ``random`` draws
+The loss scores through the model's :class:`~joimternet_lite.models.similarity.Similarity`
+(``JoImTeRNetLoss(cfg.loss, model.similarity)``), as retrieval and inference do, so training and
+evaluation score the same way.
+
+DDP: ``gathered`` (a :class:`~joimternet_lite.models.outputs.ModelOutput`) holds ``image_vectors``
+and ``report_vectors`` of the global batch, this rank's pairs at rows
+``rank_offset .. rank_offset + M``; the global terms then use every negative of the global batch.
+The local terms use this rank's pairs unless ``gathered`` also holds ``regions``, ``words``,
+``lengths`` and ``word_mask`` (its local fields are None otherwise). When the two levels have different candidate sets, ``random`` draws
 one negative per level.
 """
 
@@ -38,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import NEGATIVE_MODES, LossConfig, ScoreConfig
-from .models.similarity import EPS, global_similarity, local_similarity, sparc_weights, word_mask
+from .config import NEGATIVE_MODES, LossConfig
+from .models.outputs import ModelOutput
+from .models.similarity import EPS, Similarity, global_similarity, sparc_weights, valid_words
 
 DIRECTIONS = ("i2t", "t2i")
 
@@ -130,37 +136,40 @@ def same_report_mask(input_ids: torch.Tensor, other_ids: torch.Tensor | None = N
 class JoImTeRNetLoss(nn.Module):
     """``loss(out, gathered=None, rank_offset=0, same_report=None, generator=None) -> (total, terms)``.
 
-    ``out`` is the model's output dict; ``terms`` maps ``{ce,triplet}_{global,local}_{i2t,t2i}`` to
-    detached values (only the enabled levels and families). ``score`` is the model's
-    ``model.similarity.score`` (gamma1, gamma2, chunk size of S_w); the local terms need it.
+    ``out`` is the model's :class:`ModelOutput`; ``terms`` maps ``{ce,triplet}_{global,local}_{i2t,t2i}``
+    to detached values (only the enabled levels and families). ``similarity`` is the model's
+    ``model.similarity``, which scores both levels (the local one with its gamma1, gamma2, chunk
+    size and null region); the local terms need it. It is held, not owned: the loss has no parameters.
     """
 
-    def __init__(self, cfg: LossConfig, score: ScoreConfig | None = None):
+    def __init__(self, cfg: LossConfig, similarity: Similarity | None = None):
         super().__init__()
         if cfg.negatives not in NEGATIVE_MODES:
             raise ValueError(f"loss.negatives={cfg.negatives!r}: use one of {NEGATIVE_MODES}")
         if not (cfg.use_global or cfg.use_local or cfg.weight_fine_grained):
             raise ValueError("loss.use_global and loss.use_local are both false and loss.weight_fine_grained "
                              "is 0: nothing to train")
-        if cfg.use_local and score is None:
+        if cfg.use_local and similarity is None:
             raise ValueError("the local terms score with the model's settings: build the loss as "
-                             "JoImTeRNetLoss(cfg.loss, model.similarity.score)")
-        self.cfg, self.score = cfg, score
+                             "JoImTeRNetLoss(cfg.loss, model.similarity)")
+        self.cfg = cfg
+        # a plain attribute (not a submodule): the model owns the null region and saves it
+        object.__setattr__(self, "similarity", similarity)
 
-    def forward(self, out: dict, gathered: dict | None = None, rank_offset: int = 0,
+    def forward(self, out: ModelOutput, gathered: ModelOutput | None = None, rank_offset: int = 0,
                 same_report: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.cfg.mask_duplicate_reports and same_report is None:
             raise ValueError("loss.mask_duplicate_reports is on: pass same_report="
                              "same_report_mask(batch['input_ids']) (gathered ids under DDP)")
-        num_pairs = out["image_vectors"].shape[0]
+        num_pairs = out.image_vectors.shape[0]
         levels = {}
         if self.cfg.use_global:
             levels["global"] = self._global_level(out, gathered, rank_offset, same_report)
         if self.cfg.use_local:
             levels["local"] = self._local_level(out, gathered, rank_offset, same_report, num_pairs)
         terms: dict[str, torch.Tensor] = {}
-        total = out["image_vectors"].new_zeros((), dtype=torch.float32)
+        total = out.image_vectors.new_zeros((), dtype=torch.float32)
         drawn: dict[tuple[int, int], tuple] = {}  # one random draw per candidate set, shared by levels
         for name, level in levels.items():
             is_positive = _positive_mask(level.positives, level.scores[0].shape[1])
@@ -176,8 +185,8 @@ class JoImTeRNetLoss(nn.Module):
                     terms[f"triplet_{name}_{direction}"] = triplet
                     total = total + self.cfg.weight_triplet * triplet
         if self.cfg.weight_fine_grained:
-            valid = word_mask(out["words"], out["lengths"])
-            for direction, ce in zip(DIRECTIONS, fine_grained_loss(out["regions"], out["words"], valid,
+            valid = valid_words(out.lengths, out.words.shape[1], out.word_mask)
+            for direction, ce in zip(DIRECTIONS, fine_grained_loss(out.regions, out.words, valid,
                                                                    self.cfg.gamma3), strict=True):
                 terms[f"ce_words_{direction}"] = ce
                 total = total + self.cfg.weight_fine_grained * ce
@@ -193,23 +202,20 @@ class JoImTeRNetLoss(nn.Module):
         return drawn[candidates]
 
     def _global_level(self, out, gathered, rank_offset, same_report):
-        mine = (out["image_vectors"], out["report_vectors"])
-        every = (gathered["image_vectors"], gathered["report_vectors"]) if gathered else None
-        scores = _both_directions(global_similarity, mine, every)
+        # S_g needs no settings: a global-only loss may be built without the model's Similarity
+        score = global_similarity if self.similarity is None else self.similarity.global_scores
+        mine = (out.image_vectors, out.report_vectors)
+        every = (gathered.image_vectors, gathered.report_vectors) if gathered else None
+        scores = _both_directions(score, mine, every)
         return _level(scores, rank_offset if gathered else 0, same_report)
 
     def _local_level(self, out, gathered, rank_offset, same_report, num_pairs):
-        sc = self.score
-        null = out.get("null_region")
-
         def score(regions, text):
-            return local_similarity(regions, *text, sc.gamma1, sc.gamma2, sc.chunk_size, null_region=null,
-                                    word_softmax=sc.word_softmax)
+            return self.similarity.local_scores(regions, *text)
 
-        mine = (out["regions"], (out["words"], out["lengths"]))
-        local_keys = ("regions", "words", "lengths")
-        if gathered and all(k in gathered for k in local_keys):
-            every = (gathered["regions"], (gathered["words"], gathered["lengths"]))
+        mine = (out.regions, (out.words, out.lengths, out.word_mask))
+        if gathered and gathered.regions is not None:
+            every = (gathered.regions, (gathered.words, gathered.lengths, gathered.word_mask))
             return _level(_both_directions(score, mine, every), rank_offset, same_report)
         if gathered and same_report is not None:
             same_report = same_report[:, rank_offset:rank_offset + num_pairs]

@@ -21,6 +21,7 @@ from .config import Config, flatten, from_dict, to_dict
 from .data.dataset import load_training_data, make_dataloader, make_dataset
 from .device import pick_device
 from .evaluate import embed_dataset, evaluate_frozen, evaluate_retrieval, synthcxr_targets
+from .evaluate.embed import DatasetEmbeddings
 from .evaluate.finding_search import search_precision
 from .evaluate.grounding import grounding_results
 from .models.joimternet import model_for
@@ -53,7 +54,7 @@ def print_statistics(stats: dict) -> None:
     print("label prevalence: " + ", ".join(f"{k} {v:.2f}" for k, v in stats["prevalence"].items()))
 
 
-def embed_split(cfg: Config, model, tokenizer, manifest, split: str, device, keep_local: bool) -> dict:
+def embed_split(cfg: Config, model, tokenizer, manifest, split: str, device, keep_local: bool) -> DatasetEmbeddings:
     """Embed one split once (eval transform, no shuffling): row i of every output is study i; notebooks 09-11 use it."""
     dataset = make_dataset(cfg, manifest, split, train=False)
     loader = make_dataloader(dataset, tokenizer, cfg, train=False, batch_size=EVAL_BATCH, device=device)
@@ -64,7 +65,7 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
                    scorings: tuple[str, ...] | None = None) -> dict:
     """Retrieval (for each of ``scorings``, default ``eval.scorings``), linear-probe classification
     and (on SynthCXR) grounding rows. Retrieval follows ``eval`` (relevances, pools, combined
-    weight, seed) and scores with the model's own ``similarity.score``."""
+    weight, seed) and scores through the model's own ``similarity``."""
     model = model.to(device).eval()
     test = embed_split(cfg, model, tokenizer, manifest, eval_split, device, keep_local=True)
     train = embed_split(cfg, model, tokenizer, manifest, "train", device, keep_local=False)
@@ -73,14 +74,14 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
         "retrieval": evaluate_retrieval(test, scorings=scorings or ev.scorings, relevances=ev.relevances,
                                         pool_mode="random" if ev.pool_size else "full", pool_size=ev.pool_size,
                                         num_pools=ev.num_pools, seed=ev.seed, combined_weight=ev.combined_weight,
-                                        score=model.similarity.score, device=device),
+                                        similarity=model.similarity, device=device),
         "classification": [evaluate_frozen(train, test, "linear", cfg.eval.uncertain_policy,
                                            n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed)],
     }
     if "findings_gt" in manifest.column_names:
         test_rows = manifest.filter(lambda s: s == eval_split, input_columns="split")
-        targets = synthcxr_targets(list(test_rows), test["study_ids"], cfg.data.root, model.grid)
-        results.update(grounding_results(model, tokenizer, test["regions"], targets, model.grid,
+        targets = synthcxr_targets(list(test_rows), test.study_ids, cfg.data.root, model.grid)
+        results.update(grounding_results(model, tokenizer, test.images.regions, targets, model.grid,
                                          n_boot=ev.bootstrap, seed=ev.seed, device=device))
         results["search"] = search_precision(model, tokenizer, test, list(test_rows), device=device)
     results["skipped_studies"] = {eval_split: skipped_studies(test), "train": skipped_studies(train)}
@@ -88,10 +89,10 @@ def evaluate_model(cfg: Config, model, tokenizer, manifest, device, eval_split: 
     return results
 
 
-def skipped_studies(embeddings: dict) -> dict:
+def skipped_studies(embeddings: DatasetEmbeddings) -> dict:
     """``{"studies": studies in the split, "skipped": [{"study_id", "reason"}]}`` of one embedded split."""
-    skipped = [{"study_id": sid, "reason": reason} for sid, reason in embeddings["skipped"]]
-    return {"studies": len(embeddings["study_ids"]) + len(skipped), "skipped": skipped}
+    skipped = [{"study_id": sid, "reason": reason} for sid, reason in embeddings.skipped]
+    return {"studies": len(embeddings.study_ids) + len(skipped), "skipped": skipped}
 
 
 def untrained_model(cfg: Config, tokenizer):

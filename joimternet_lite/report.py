@@ -170,7 +170,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
         "contact sheet": out_dir / "contact_sheet.png",
     }
     checks = improvement_checks(trained, baseline)
-    n_test = len(trained["embeddings"]["study_ids"])
+    n_test = len(trained["embeddings"].study_ids)
     parts = [
         f"# JoImTeRNet-lite report: {cfg.name}",
         "Trained model against the same architecture untrained (same initialisation seed), on the "

@@ -23,7 +23,6 @@ paper's objective exactly at ``world_size**2`` times the local cost.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -38,13 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import resume as rs
-from .atomic import atomic_write_text
 from .config import Config, ConfigError, TrainConfig, save_config, to_dict, validate
-from .data.skips import SkipLog
+from .data.skips import StudySkipLog
 from .device import autocast_context, describe, make_grad_scaler, pick_device, resolve_precision, to_device
 from .distributed import (
     DistInfo,
@@ -58,7 +54,17 @@ from .distributed import (
 )
 from .errors import UserError
 from .losses import JoImTeRNetLoss, same_report_mask
+from .models.outputs import ModelOutput
 from .models.text_encoder import mlm_mask
+from .resume import (
+    describe_changes,
+    find_checkpoint,
+    record_history,
+    refuse_fresh_start,
+    restore,
+    set_aside_newer,
+)
+from .run_log import RunLog
 from .schedule import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,7 @@ class NonFiniteLossError(UserError, RuntimeError):
     last good state."""
 
 
-class NonFiniteBatch(Exception):
+class _NonFiniteBatch(Exception):
     """Raised inside a step when a loss or gradient is NaN/Inf on some rank; carries this rank's
     batch, what went non-finite (``loss`` or ``gradient``) and the values."""
 
@@ -94,7 +100,7 @@ class TrainResult:
 
 # ---------------------------------------------------------------- optimizer, clipping
 
-def tower_of(name: str) -> str:
+def _tower_of(name: str) -> str:
     """``text`` for parameters under ``text_encoder.``, else ``image``.
 
     Parameters outside both encoders (the similarity's optional null region) act on the image side
@@ -113,7 +119,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     groups = {(t, d): [] for t in TOWERS for d in (True, False)}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups[(tower_of(name), p.ndim >= 2)].append(p)
+            groups[(_tower_of(name), p.ndim >= 2)].append(p)
     return [{"params": ps, "tower": t, "lr": lrs[t], "weight_decay": cfg.weight_decay if decay else 0.0}
             for (t, decay), ps in groups.items() if ps]
 
@@ -203,38 +209,47 @@ class Engine:
         return self.forward if isinstance(self.forward, DistributedDataParallel) else None
 
 
-def prepare_images(batch: dict, engine: Engine) -> torch.Tensor:
+def _prepare_images(batch: dict, engine: Engine) -> torch.Tensor:
     images = batch["images"]
     if engine.device.type == "cuda" and engine.cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images
 
 
-def itm_loss(engine: Engine, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def contrastive_loss(engine: Engine, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Image-text forward and loss; under DDP the global vectors of all ranks serve as negatives
     (and, with ``train.gather_local``, the regions and words too)."""
     with autocast_context(engine.device, engine.precision):
-        out = engine.forward(prepare_images(batch, engine), batch["input_ids"], batch["attention_mask"],
+        out = engine.forward(_prepare_images(batch, engine), batch["input_ids"], batch["attention_mask"],
                              batch.get("word_ids"), batch.get("sentence_ids"))
-    out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}  # the loss runs in fp32
+    out = out.float()  # the loss runs in fp32
     ids = batch["input_ids"]
     if not engine.dist.enabled:
         same = same_report_mask(ids) if engine.cfg.loss.mask_duplicate_reports else None
         return engine.loss_fn(out, same_report=same)
     sizes = gather_sizes(ids.shape[0], engine.device)
-    gathered = {k: gather_with_grad(out[k], sizes) for k in ("image_vectors", "report_vectors")}
-    if engine.cfg.train.gather_local:
-        words = pad_to(out["words"], 1, max_over_ranks(out["words"].shape[1], engine.device))
-        gathered |= {"regions": gather_with_grad(out["regions"], sizes), "words": gather_with_grad(words, sizes),
-                     "lengths": gather_with_grad(out["lengths"], sizes)}
+    gathered = _gathered_output(out, sizes, engine.cfg.train.gather_local, engine.device)
     same = None
     if engine.cfg.loss.mask_duplicate_reports:
-        all_ids = gather_with_grad(pad_to(ids, 1, max_over_ranks(ids.shape[1], engine.device)), sizes)
+        all_ids = gather_with_grad(_pad_to(ids, 1, max_over_ranks(ids.shape[1], engine.device)), sizes)
         same = same_report_mask(ids, all_ids)
     return engine.loss_fn(out, gathered=gathered, rank_offset=sum(sizes[: engine.dist.rank]), same_report=same)
 
 
-def pad_to(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+def _gathered_output(out: ModelOutput, sizes: list[int], gather_local: bool, device) -> ModelOutput:
+    """Every rank's global vectors and, with ``gather_local``, regions and words (None otherwise)."""
+    image_vectors, report_vectors = gather_with_grad(out.image_vectors, sizes), gather_with_grad(out.report_vectors, sizes)
+    if not gather_local:
+        return ModelOutput(image_vectors, report_vectors)
+    longest = max_over_ranks(out.words.shape[1], device)
+    words = gather_with_grad(_pad_to(out.words, 1, longest), sizes)
+    # the collective takes numbers, not booleans
+    word_mask = gather_with_grad(_pad_to(out.word_mask.to(torch.uint8), 1, longest), sizes).bool()
+    return ModelOutput(image_vectors, report_vectors, gather_with_grad(out.regions, sizes), words,
+                       gather_with_grad(out.lengths, sizes), word_mask=word_mask)
+
+
+def _pad_to(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     """Zero-pad ``x`` along ``dim`` to ``size`` (ranks pad their batch to its own longest report)."""
     pad = [0, 0] * (x.ndim - dim - 1) + [0, size - x.shape[dim]]
     return F.pad(x, pad)
@@ -255,7 +270,7 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
     """Accumulate gradients over ``micro_batches`` (each loss / their number), clip per tower, step.
 
     Returns the loss terms averaged over the micro-batches and the per-tower gradient norms before
-    clipping; gradients stay in ``.grad`` for inspection. Raises ``NonFiniteBatch`` on every rank,
+    clipping; gradients stay in ``.grad`` for inspection. Raises ``_NonFiniteBatch`` on every rank,
     before any update and with the model's buffers (BatchNorm statistics) put back, when a loss is
     NaN/Inf on some rank, or a gradient is (without a grad scaler; with one, fp16 overflow is the
     scaler's to skip).
@@ -267,10 +282,10 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
     for i, batch in enumerate(micro_batches):
         sync_now = engine.ddp is None or i == n - 1  # DDP all-reduces once, on the last micro-batch
         with contextlib.nullcontext() if sync_now else engine.ddp.no_sync():
-            loss, terms = (itm_loss if kind == "itm" else mlm_loss)(engine, batch)
+            loss, terms = (contrastive_loss if kind == "itm" else mlm_loss)(engine, batch)
             if not all_ranks_true(bool(torch.isfinite(loss)), engine.device):
-                bad = NonFiniteBatch("loss", batch["study_ids"], {"loss": loss.detach(), **terms})
-                abandon_step(engine, buffers, bad)
+                bad = _NonFiniteBatch("loss", batch["study_ids"], {"loss": loss.detach(), **terms})
+                _abandon_step(engine, buffers, bad)
             engine.scaler.scale(loss / n).backward()
         totals.update({"loss": loss.detach() / n, **{k: v / n for k, v in terms.items()}})
     if kind == "mlm":  # bypassed DDP's forward, so its hooks did not reduce the text gradients
@@ -280,15 +295,15 @@ def optimizer_step(engine: Engine, micro_batches: list[dict], kind: str = "itm")
     finite = all(math.isfinite(v) for v in norms.values())
     if not engine.scaler.is_enabled() and not all_ranks_true(finite, engine.device):
         ids = [sid for b in micro_batches for sid in b["study_ids"]]
-        bad = NonFiniteBatch("gradient", ids, {f"grad_norm_{t}": v for t, v in norms.items()})
-        abandon_step(engine, buffers, bad)
+        bad = _NonFiniteBatch("gradient", ids, {f"grad_norm_{t}": v for t, v in norms.items()})
+        _abandon_step(engine, buffers, bad)
     engine.scaler.step(engine.optimizer)
     engine.scaler.update()
     engine.scheduler.step()
     return {**totals, **{f"grad_norm_{t}": torch.tensor(v) for t, v in norms.items()}}
 
 
-def abandon_step(engine: Engine, buffers: list[torch.Tensor], bad: NonFiniteBatch) -> None:
+def _abandon_step(engine: Engine, buffers: list[torch.Tensor], bad: _NonFiniteBatch) -> None:
     """Drop the step's gradients, put the buffers back as they were before it, raise ``bad``."""
     engine.optimizer.zero_grad(set_to_none=True)
     with torch.no_grad():
@@ -299,104 +314,18 @@ def abandon_step(engine: Engine, buffers: list[torch.Tensor], bad: NonFiniteBatc
 
 # ---------------------------------------------------------------- logs and skips
 
-class RunLog:
-    """tqdm progress, ``metrics.jsonl`` and TensorBoard scalars; all no-ops off rank 0.
-
-    On resume, the lines and scalars a killed run logged after its last checkpoint are dropped, so
-    the logs read as one uninterrupted run.
-    """
-
-    def __init__(self, out_dir: Path, is_main: bool, start_step: int, total_steps: int):
-        self.is_main = is_main
-        self.metrics_path = out_dir / "metrics.jsonl"
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", disable=not is_main,
-                        dynamic_ncols=True)
-        self.tb = None
-        if is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._truncate_metrics(start_step)
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_step + 1)
-
-    def _truncate_metrics(self, start_step: int) -> None:
-        if not self.metrics_path.exists():
-            return
-        kept = []
-        for line in self.metrics_path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):  # a line torn by a kill is dropped
-                if json.loads(line)["step"] <= start_step:
-                    kept.append(line + "\n")
-        atomic_write_text(self.metrics_path, "".join(kept))
-
-    def advance(self) -> None:
-        self.bar.update(1)
-
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        if not self.is_main:
-            return
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        for name, value in metrics.items():
-            self.tb.add_scalar(f"train/{name}", value, step)
-        self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", pairs_s=f"{metrics['pairs_per_s']:.1f}")
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-class TrainingSkips:
-    """Studies the loader could not read, each counted once however many epochs meet it.
-
-    Each entry is ``{"kind": "unreadable", "study_id", "reason"}``, the reason as the dataset gave it
-    (the file and the problem). The list is rewritten to ``skipped_samples.jsonl`` whenever it grows,
-    so it is on disk however the run stops; more than ``data.max_skip_fraction`` of the dataset
-    fails the run. The studies the dataset left out (``excluded``: no frontal image) are listed there
-    too, as ``no_frontal_image``, and never counted.
-    """
-
-    KIND = "unreadable"
-
-    def __init__(self, out_dir: Path, dataset_size: int, max_fraction: float, is_main: bool,
-                 entries: list[dict] | None = None, excluded: list[tuple[str, str]] = ()):
-        self.path = out_dir / "skipped_samples.jsonl"
-        self.total, self.max_fraction, self.is_main = dataset_size, max_fraction, is_main
-        self.log = SkipLog()
-        self.log.entries = [e for e in entries or [] if e["kind"] == self.KIND]
-        self.seen = {e["study_id"] for e in self.log.entries}
-        self.log.entries += [{"kind": "no_frontal_image", "study_id": sid, "reason": reason} for sid, reason in excluded]
-        if excluded and is_main:
-            self.log.write(self.path)
-
-    def add(self, skipped: list[tuple[str, str]]) -> None:
-        """Record ``(study_id, reason)`` pairs not seen before; fail past the allowed fraction."""
-        new = [(sid, reason) for sid, reason in skipped if sid not in self.seen]
-        for sid, reason in new:
-            self.seen.add(sid)
-            self.log.entries.append({"kind": self.KIND, "study_id": sid, "reason": reason})
-            log.warning("skipped study %s: %s", sid, reason)
-        if new and self.is_main:
-            self.log.write(self.path)
-        self.log.check(self.total, self.max_fraction, self.path, "training studies",
-                       option="data.max_skip_fraction")
-
-    def summary(self) -> str:
-        return self.log.report(self.total, self.path, "training studies")
-
-
-def next_batch(stream: BatchStream, skips: TrainingSkips, device: torch.device) -> dict:
+def next_batch(stream: BatchStream, skips: StudySkipLog, device: torch.device) -> dict:
     """The next micro-batch on ``device`` with at least 2 pairs (a contrastive loss needs a negative)."""
     while True:
         batch = stream.next()
-        skips.add(batch.get("skipped", []))
+        skips.add_studies(batch.get("skipped", []))
         if len(batch["study_ids"]) >= 2:
             return to_device(batch, device)
 
 
 # ---------------------------------------------------------------- the loop
 
-def save(engine: Engine, run_dir: Path, step: int, progress: dict, rng=None, vocab_size: int | None = None) -> Path | None:
+def _save(engine: Engine, run_dir: Path, step: int, progress: dict, rng=None, vocab_size: int | None = None) -> Path | None:
     """Rank 0 writes the checkpoint of ``step``; other ranks return None."""
     if not engine.dist.is_main:
         return None
@@ -405,31 +334,31 @@ def save(engine: Engine, run_dir: Path, step: int, progress: dict, rng=None, voc
                                 vocab_size=vocab_size, keep=engine.cfg.train.keep_checkpoints)
 
 
-def progress_of(stream: BatchStream, nan_skips: int, skips: TrainingSkips) -> dict:
+def _progress_of(stream: BatchStream, nan_skips: int, skips: StudySkipLog) -> dict:
     """What a checkpoint stores of the run's position: data position, NaN skips, skipped studies."""
     return {**stream.position(), "nan_skips": nan_skips,
-            "skipped": [e for e in skips.log.entries if e["kind"] == skips.KIND]}
+            "skipped": skips.unreadable()}
 
 
-def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: TrainingSkips, step: int, nan_skips: int,
+def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: StudySkipLog, step: int, nan_skips: int,
              vocab_size: int | None) -> tuple[int, dict[str, float], int]:
     """Train from optimizer step ``step`` to ``train.steps``; returns (step, last metrics, NaN skips)."""
     cfg, run_dir = engine.cfg.train, Path(engine.cfg.train.out_dir)
     metrics: dict[str, float] = {}
     pairs, tick = 0, time.perf_counter()
     while step < cfg.steps:
-        good = progress_of(stream, nan_skips, skips), ckpt.rng_snapshot()
+        good = _progress_of(stream, nan_skips, skips), ckpt.rng_snapshot()
         batches = [next_batch(stream, skips, engine.device) for _ in range(cfg.grad_accum)]
         lrs = {f"lr_{g['tower']}": g["lr"] for g in engine.optimizer.param_groups}
         try:
             terms = optimizer_step(engine, batches, step_kind(cfg, step))
-        except NonFiniteBatch as bad:
+        except _NonFiniteBatch as bad:
             nan_skips += 1
             if cfg.nan_policy == "skip" and nan_skips <= cfg.max_nan_skips:
                 log.warning("step %d: non-finite %s, batch skipped (%d/%d): %s", step, bad.what, nan_skips,
                             cfg.max_nan_skips, bad)
                 continue
-            folder = save(engine, run_dir, step, *good, vocab_size=vocab_size)
+            folder = _save(engine, run_dir, step, *good, vocab_size=vocab_size)
             raise NonFiniteLossError(
                 f"non-finite {bad.what} at optimizer step {step + 1} (after {step} good steps), "
                 f"studies {bad.study_ids}, "
@@ -444,7 +373,7 @@ def run_loop(engine: Engine, stream: BatchStream, runlog: RunLog, skips: Trainin
             pairs = 0
             runlog.write(step, metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save(engine, run_dir, step, progress_of(stream, nan_skips, skips), vocab_size=vocab_size)
+            _save(engine, run_dir, step, _progress_of(stream, nan_skips, skips), vocab_size=vocab_size)
     return step, metrics, nan_skips
 
 
@@ -474,7 +403,7 @@ def build_engine(cfg: Config, model: nn.Module, device: torch.device, info: Dist
     if cfg.train.compile and device.type == "cuda":
         forward = torch.compile(forward)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train), weight_decay=cfg.train.weight_decay)
-    return Engine(model=model, forward=forward, loss_fn=JoImTeRNetLoss(cfg.loss, model.similarity.score), optimizer=optimizer,
+    return Engine(model=model, forward=forward, loss_fn=JoImTeRNetLoss(cfg.loss, model.similarity), optimizer=optimizer,
                   scheduler=make_scheduler(optimizer, cfg.train), scaler=make_grad_scaler(device, precision),
                   device=device, precision=precision, cfg=cfg, dist=info)
 
@@ -496,7 +425,7 @@ def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, device
     return dataloader, model, tokenizer
 
 
-def open_run_dir(run_dir: Path) -> None:
+def _open_run_dir(run_dir: Path) -> None:
     """Create ``train.out_dir``; a file in its place, or a folder that cannot be written, is a ``ConfigError``."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"train.out_dir={str(run_dir)!r} is a file, not a folder; set train.out_dir to a folder")
@@ -526,18 +455,18 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     run_dir = Path(cfg.train.out_dir)
-    open_run_dir(run_dir)
+    _open_run_dir(run_dir)
     resume = resume or resume_from is not None
     if not resume:
-        rs.refuse_fresh_start(run_dir)
-    found = rs.find_checkpoint(run_dir, resume_from) if resume else None
+        refuse_fresh_start(run_dir)
+    found = find_checkpoint(run_dir, resume_from) if resume else None
     seed_everything(cfg.train.seed + info.rank)
     dataloader, model, tokenizer = load_data_and_model(cfg, model, dataloader, device)
     vocab_size = len(tokenizer) if tokenizer is not None else None
     engine = build_engine(cfg, model, device, info)
     state, changes = None, {}
     if found is not None:
-        state, changes = rs.restore(found, cfg, model, optimizer=engine.optimizer, scheduler=engine.scheduler,
+        state, changes = restore(found, cfg, model, optimizer=engine.optimizer, scheduler=engine.scheduler,
                                     scaler=engine.scaler, vocab_size=vocab_size)
     progress = state["progress"] if state else {}
     step = state["step"] if state else 0
@@ -545,12 +474,12 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
     if state:  # after the stream is open: opening a loader draws from the torch RNG in both runs
         ckpt.restore_rng(*state["rng"])
     if info.is_main:
-        announce(cfg, engine, info, run_dir, found, step, changes)
+        _announce(cfg, engine, info, run_dir, found, step, changes)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
     runlog = RunLog(run_dir, info.is_main, step, cfg.train.steps)
     excluded = getattr(dataloader.dataset, "excluded", [])
-    skips = TrainingSkips(run_dir, len(dataloader.dataset), cfg.data.max_skip_fraction, info.is_main,
+    skips = StudySkipLog(run_dir, len(dataloader.dataset), cfg.data.max_skip_fraction, info.is_main,
                           progress.get("skipped"), excluded)
     if excluded and info.is_main:
         print(dataloader.dataset.exclusion_note("training studies"))
@@ -571,16 +500,16 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
                        nan_skips=nan_skips, skipped_samples=len(skips.seen), seconds=time.perf_counter() - started)
 
 
-def announce(cfg: Config, engine: Engine, info: DistInfo, run_dir: Path, found: Path | None, step: int,
+def _announce(cfg: Config, engine: Engine, info: DistInfo, run_dir: Path, found: Path | None, step: int,
              changes: dict[str, list]) -> None:
     """Rank 0: say what runs where and from which state; write config.yaml and its history."""
     start = f"resuming at step {step} from {found}" if found is not None else "from scratch"
     print(f"training {cfg.name} on {describe(engine.device, engine.precision)}, {info.world_size} process(es), "
           f"{start}; writing to {run_dir}")
     if changes:
-        print(f"settings changed since {found.name}, applied from now on: {rs.describe_changes(changes)}")
-    moved = rs.set_aside_newer(run_dir, step) if found is not None else []
+        print(f"settings changed since {found.name}, applied from now on: {describe_changes(changes)}")
+    moved = set_aside_newer(run_dir, step) if found is not None else []
     if moved:
         print(f"moved {len(moved)} newer checkpoint(s) to {moved[0].parent}: the run continues from step {step}")
     save_config(cfg, run_dir / "config.yaml")
-    rs.record_history(run_dir, step, "resume" if found is not None else "start", changes)
+    record_history(run_dir, step, "resume" if found is not None else "start", changes)

@@ -116,15 +116,15 @@ def _show(ax, image, title: str = "", fontsize: int = 7) -> None:
     ax.axis("off")
 
 
-def _embedding_rows(embeddings: dict) -> dict[int, int]:
+def _embedding_rows(embeddings) -> dict[int, int]:
     """Dataset index -> embedding row: studies the dataset could not read have no row."""
-    return {int(index): row for row, index in enumerate(embeddings["index"].tolist())}
+    return {int(index): row for row, index in enumerate(embeddings.index.tolist())}
 
 
 STOP_WORDS = ("the", "of", "and", "is", "in", "with", "at", "there")  # attention_examples draws one
 
 
-def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_png: str | Path, device,
+def attention_examples(model, tokenizer, manifest, embeddings, cfg, out_png: str | Path, device,
                        studies: int = 2, max_words: int = 6) -> Path:
     """For test studies with a positive finding: the image with the finding's box, then the maps of
     each word of the finding's phrase and of one stop word of the report, upsampled over the image:
@@ -146,7 +146,7 @@ def attention_examples(model, tokenizer, manifest, embeddings: dict, cfg, out_pn
         stop = next((k for k, w in enumerate(names) if w in STOP_WORDS and k not in gt["phrase_words"]), None)
         words = gt["phrase_words"][:max_words] + ([stop] if stop is not None else [])
         for kind, found in panels.items():
-            maps = word_maps_for(model, tokenizer, embeddings["regions"], [(row_of[i], row["text"])], kind, device)[0]
+            maps = word_maps_for(model, tokenizer, embeddings.images.regions, [(row_of[i], row["text"])], kind, device)[0]
             shown = [(f"'{names[k]}'" + (" (stop word)" if k == stop else ""), maps[k]) for k in words
                      if k < maps.shape[0]]
             found.append((f"{row['study_id']} ({kind})\n{gt['type']}", images[i]["image"], gt["box"], shown))
@@ -178,12 +178,12 @@ def _draw_word_maps(axes_row, title: str, image, box, shown, grid, top: float):
     return drawn
 
 
-def query_panel(search: dict, embeddings: dict, manifest, cfg, out_png: str | Path, top: int = 5,
+def query_panel(search: dict, embeddings, manifest, cfg, out_png: str | Path, top: int = 5,
                 queries=("left pleural effusion", "right pneumothorax", "cardiomegaly", "pacemaker")) -> Path:
     """Query -> its top images (``evaluate.finding_search.search_precision``'s ranking), framed green
     when relevant, red when not. Taught with the search command (docs/API.md)."""
     images = _eval_images(cfg, manifest)
-    index_of = dict(zip(embeddings["study_ids"], embeddings["index"].tolist(), strict=True))
+    index_of = dict(zip(embeddings.study_ids, embeddings.index.tolist(), strict=True))
     chosen = [q for q in search["queries"] if q["query"] in queries] or search["queries"][:len(queries)]
     fig, axes = plt.subplots(len(chosen), top + 1, figsize=(1.9 * (top + 1), 2.1 * len(chosen)), squeeze=False)
     for axes_row, q in zip(axes, chosen, strict=True):
@@ -200,21 +200,21 @@ def query_panel(search: dict, embeddings: dict, manifest, cfg, out_png: str | Pa
     return _save(fig, out_png)
 
 
-def retrieval_grid(embeddings: dict, manifest, cfg, out_png: str | Path, queries: int = 4, top: int = 5) -> Path:
+def retrieval_grid(embeddings, manifest, cfg, out_png: str | Path, queries: int = 4, top: int = 5) -> Path:
     """Report -> image retrieval by global cosine: each query report, then its top images; the
     study's own image is framed green. Taught in notebook 09."""
     from .models.similarity import global_similarity
 
     images = _eval_images(cfg, manifest)
-    sim = global_similarity(embeddings["image_vectors"], embeddings["report_vectors"]).T  # reports x images
+    sim = global_similarity(embeddings.images.image_vectors, embeddings.reports.report_vectors).T  # reports x images
     queries, top = min(queries, sim.shape[0]), min(top, sim.shape[1])
     fig, axes = plt.subplots(queries, top + 1, figsize=(2.0 * (top + 1), 2.3 * queries), squeeze=False)
     for q in range(queries):
-        axes[q, 0].text(0, 1, textwrap.fill(embeddings["texts"][q], 34), va="top", fontsize=6, wrap=True)
+        axes[q, 0].text(0, 1, textwrap.fill(embeddings.texts[q], 34), va="top", fontsize=6, wrap=True)
         axes[q, 0].axis("off")
         for rank, j in enumerate(sim[q].argsort(descending=True)[:top].tolist()):
             ax = axes[q, rank + 1]
-            _show(ax, images[int(embeddings["index"][j])]["image"], f"#{rank + 1}  {float(sim[q, j]):.2f}")
+            _show(ax, images[int(embeddings.index[j])]["image"], f"#{rank + 1}  {float(sim[q, j]):.2f}")
             if j == q:
                 ax.add_patch(patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec="#33cc33", lw=3))
     return _save(fig, out_png)

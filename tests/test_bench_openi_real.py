@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
+from joimternet_lite.evaluate.embed import DatasetEmbeddings
+from joimternet_lite.models.outputs import ImageEmbeddings, ReportEmbeddings
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "openi_real.py"
 TINY = ["train.steps=2", "train.batch_size=4", "data.image_size=32", "model.image.widths=[4, 4, 4, 4, 8, 8, 8]",
@@ -26,8 +29,9 @@ def test_probe_mean_is_over_the_seven_openi_classes_only():
     bench = _load_bench()
     labels = np.zeros((8, 14))
     labels[:4] = 1  # every class positive in the first half
-    scores = {"image_vectors": np.c_[np.r_[np.ones(4), -np.ones(4)], np.arange(8)].astype(np.float32)}
-    fit = {**scores, "labels": labels}
+    vectors = torch.tensor(np.c_[np.r_[np.ones(4), -np.ones(4)], np.arange(8)], dtype=torch.float32)
+    fit = DatasetEmbeddings(ImageEmbeddings(vectors, None), ReportEmbeddings(vectors, None, torch.zeros(8)),
+                            torch.tensor(labels), torch.arange(8), [str(k) for k in range(8)], [""] * 8, [])
     row = bench.probe(fit, labels, np.ones_like(labels, dtype=bool), np.arange(8), fit, n_boot=20)
     assert row["classes_used"] == len(bench.OPENI7) == 7 and row["mean"] == pytest.approx(1.0)
 

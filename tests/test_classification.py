@@ -26,6 +26,9 @@ from joimternet_lite.evaluate.classification import (
     train_image_classifier,
     zero_shot_from_similarities,
 )
+from joimternet_lite.evaluate.embed import DatasetEmbeddings
+from joimternet_lite.models.outputs import ImageEmbeddings, ReportEmbeddings
+from joimternet_lite.models.similarity import Similarity
 from joimternet_lite.models.text_encoder import TextOutput
 
 NAN = float("nan")
@@ -144,15 +147,17 @@ def separable_features(n, seed=0):
     labels = torch.zeros(n, 14)
     labels[:, 1] = (vectors[:, 0] > 0).float()
     labels[:, 9] = (vectors[:, 1] > 0).float()
-    return {"regions": regions, "image_vectors": vectors, "labels": labels}
+    return DatasetEmbeddings(ImageEmbeddings(vectors, regions), ReportEmbeddings(vectors, None, torch.zeros(n)),
+                             labels, torch.arange(n), [str(i) for i in range(n)], [""] * n, [])
 
 
 def test_mlp_head_learns_frozen_features():
     train, test = separable_features(200, 0), separable_features(100, 1)
-    t, m = prepare_targets(train["labels"])
-    head = fit_head_on_features(train["regions"], train["image_vectors"], t, m, epochs=20, lr=3e-3, batch_size=50)
-    s = head_scores(head, test["regions"], test["image_vectors"])
-    assert roc_auc_score(test["labels"][:, 1], s[:, 1]) > 0.9
+    t, m = prepare_targets(train.labels)
+    head = fit_head_on_features(train.images.regions, train.images.image_vectors, t, m, epochs=20, lr=3e-3,
+                                batch_size=50)
+    s = head_scores(head, test.images.regions, test.images.image_vectors)
+    assert roc_auc_score(test.labels[:, 1], s[:, 1]) > 0.9
 
 
 def test_evaluate_frozen_row_records_protocol():
@@ -223,7 +228,7 @@ class BagOfWordsModel(nn.Module):
 
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
-        self.similarity = SimpleNamespace(score=ScoreConfig())
+        self.similarity = Similarity(dim, ScoreConfig())
 
     def encode_texts(self, input_ids, attention_mask, word_ids=None, sentence_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
@@ -240,9 +245,9 @@ def test_zero_shot_scores_do_not_depend_on_the_batch():
     tokenizer = build_tokenizer([p for pair in prompts.values() for side in pair for p in side], min_frequency=1)
     torch.manual_seed(0)
     model = BagOfWordsModel(tokenizer.vocab_size)
-    images = {"image_vectors": torch.randn(5, 8), "regions": torch.randn(5, 4, 8)}
+    images = ImageEmbeddings(torch.randn(5, 8), torch.randn(5, 4, 8))
     for scoring in ("global", "local"):
         everyone = zero_shot_scores(model, tokenizer, images, prompts, scoring)
-        alone = zero_shot_scores(model, tokenizer, {k: v[2:3] for k, v in images.items()}, prompts, scoring)
+        alone = zero_shot_scores(model, tokenizer, ImageEmbeddings(*(v[2:3] for v in images)), prompts, scoring)
         assert np.allclose(everyone[2:3], alone, atol=1e-6, equal_nan=True)
         assert np.isnan(everyone[:, 0]).all() and not np.isnan(everyone[:, CHEXPERT_LABELS.index("Edema")]).any()

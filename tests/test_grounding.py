@@ -246,7 +246,7 @@ def test_word_maps_follow_the_models_gamma1():
     maps = word_maps_for(model, tokenizer, regions, [(0, texts[0]), (1, texts[1])], "alpha")
     text_side = embed_reports(model, tokenizer, texts, "cpu")
     for gamma1, same in ((1.5, True), (4.0, False)):
-        expected = word_region_maps(regions, text_side["words"], text_side["lengths"], "alpha", gamma1)
+        expected = word_region_maps(regions, text_side.words, text_side.lengths, "alpha", gamma1)
         for b, m in enumerate(maps):
             assert torch.allclose(m, expected[b, :len(m)], atol=1e-6) is same
 
@@ -274,7 +274,7 @@ def test_with_sentence_units_a_words_map_is_its_sentences_map():
     for kind in ("alpha", "raw"):
         maps = word_maps_for(model, tokenizer, regions, [(0, texts[0]), (1, texts[1])], kind)
         for b, groups in enumerate(sentences):
-            pooled = torch.stack([word_side["words"][b, g].mean(dim=0) for g in groups])[None]
+            pooled = torch.stack([word_side.words[b, g].mean(dim=0) for g in groups])[None]
             expected = word_region_maps(regions[b:b + 1], pooled, torch.tensor([len(groups)]), kind)[0]
             for s, group in enumerate(groups):
                 for k in group:
@@ -296,8 +296,9 @@ def test_region_owners_are_the_winners_of_the_softmax_over_words():
     from joimternet_lite.evaluate.grounding import region_owners
 
     regions = 3 * torch.eye(2)[None]                                          # one image, two regions
-    words = torch.tensor([[[2.0, 0], [0, 1.0], [0, 2.0], [0, 0]]])            # left, effusion, is, [SEP] left out
-    shares, owned = region_owners(regions, words, torch.tensor([4]), ["left effusion is"])
+    words = torch.tensor([[[2.0, 0], [0, 1.0], [0, 2.0], [0, 3.0]]])          # left, effusion, is, [SEP] left out
+    mask = torch.tensor([[True, True, True, False]])
+    shares, owned = region_owners(regions, words, torch.tensor([4]), ["left effusion is"], word_mask=mask)
     e = math.e
     np.testing.assert_allclose(shares.numpy(), [e**6 / (e**6 + 2), e**6 / (1 + e**3 + e**6)], rtol=1e-6)
     assert owned == Counter({"left": 1, "is": 1})

@@ -122,14 +122,14 @@ def test_the_warnings_of_a_file_that_reads_go_on_once_each_from_the_line_that_ra
 
     from joimternet_lite.data import images
 
-    real = images._to_unit_float
+    real = images.to_unit_float
 
     def warning_three_times(img, path):  # stands in for Pillow or pydicom warning about a file it still reads
         for text in ("odd chunk", "odd chunk", "another odd chunk"):
             warnings.warn(text, UserWarning, stacklevel=1)
         return real(img, path)
 
-    monkeypatch.setattr(images, "_to_unit_float", warning_three_times)
+    monkeypatch.setattr(images, "to_unit_float", warning_three_times)
     Image.fromarray(ramp).save(tmp_path / "a.png")
     with warnings.catch_warnings(record=True) as passed_on:  # as search's reader_warnings catches them
         warnings.simplefilter("always")

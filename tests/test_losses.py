@@ -13,7 +13,8 @@ from joimternet_lite.losses import (
     sample_random_negatives,
 )
 from joimternet_lite.models.joimternet import build_model
-from joimternet_lite.models.similarity import global_similarity
+from joimternet_lite.models.outputs import ModelOutput
+from joimternet_lite.models.similarity import Similarity, global_similarity
 
 A = 1 / math.sqrt(2)
 
@@ -26,8 +27,17 @@ def three_pairs():
     """
     images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
     reports = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
-    return {"image_vectors": images, "report_vectors": reports, "regions": images[:, None].clone(),
-            "words": reports[:, None].clone(), "lengths": torch.ones(3, dtype=torch.long)}
+    return pairs(images, reports, images[:, None].clone(), reports[:, None].clone(), torch.ones(3, dtype=torch.long))
+
+
+def pairs(image_vectors, report_vectors, regions=None, words=None, lengths=None, word_mask=None):
+    """A ModelOutput of hand-made tensors (the local fields None when a test needs none)."""
+    return ModelOutput(image_vectors, report_vectors, regions, words, lengths, word_mask=word_mask)
+
+
+def similarity(**score):
+    """The model's scoring module for two-dimensional toy vectors, without a null region."""
+    return Similarity(2, ScoreConfig(**score))
 
 
 S = [[1, A, 0], [0, A, 1], [A, 1, A]]
@@ -47,7 +57,7 @@ def rows_t2i(s):
 
 
 def loss_terms(cfg, out=None, **kwargs):
-    return JoImTeRNetLoss(cfg, ScoreConfig())(out or three_pairs(), **kwargs)
+    return JoImTeRNetLoss(cfg, similarity())(out or three_pairs(), **kwargs)
 
 
 def test_cross_entropy_terms_equal_the_hand_values():
@@ -127,7 +137,7 @@ def test_hardest_picks_the_argmax_of_allowed_scores():
 
 def test_swapping_the_modalities_swaps_the_directions():
     out = three_pairs()
-    swapped = {**out, "image_vectors": out["report_vectors"], "report_vectors": out["image_vectors"]}
+    swapped = out._replace(image_vectors=out.report_vectors, report_vectors=out.image_vectors)
     for negatives in ("random", "hardest", "all"):
         cfg = LossConfig(negatives=negatives, use_local=False)
         _, a = loss_terms(cfg, out, generator=torch.Generator().manual_seed(3))
@@ -139,13 +149,13 @@ def test_swapping_the_modalities_swaps_the_directions():
 
 def test_identical_reports_are_not_negatives():
     out = three_pairs()
-    out["report_vectors"][1] = out["report_vectors"][0]                 # reports 0 and 1 are the same
+    out.report_vectors[1] = out.report_vectors[0]                       # reports 0 and 1 are the same
     ids = torch.tensor([[1, 7, 8, 2], [1, 7, 8, 2], [1, 9, 2, 0]])
     same = same_report_mask(ids)
     assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
     _, terms = loss_terms(LossConfig(negatives="hardest", use_local=False, mask_duplicate_reports=True),
                           out, same_report=same)
-    s = global_similarity(out["image_vectors"], out["report_vectors"]).tolist()
+    s = global_similarity(out.image_vectors, out.report_vectors).tolist()
     # image 0 competes only with report 2, image 1 only with report 2, image 2 with 0 and 1
     hand_ce = (ce([([s[0][0], s[0][2]], 0)], 10) + ce([([s[1][1], s[1][2]], 0)], 10) + ce([(s[2], 2)], 10)) / 3
     assert terms["ce_global_i2t"].item() == pytest.approx(hand_ce, rel=1e-9)
@@ -158,13 +168,13 @@ def test_identical_reports_are_not_negatives():
 
 def test_gathered_global_terms_use_the_whole_global_batch():
     torch.manual_seed(0)
-    full = {"image_vectors": torch.randn(6, 4), "report_vectors": torch.randn(6, 4)}
+    full = pairs(torch.randn(6, 4), torch.randn(6, 4))
     cfg = LossConfig(use_local=False, negatives="all")
-    _, whole = JoImTeRNetLoss(cfg, ScoreConfig())(full)
+    _, whole = JoImTeRNetLoss(cfg)(full)
     per_rank = []
     for offset in (0, 3):                               # two ranks of three pairs
-        mine = {k: v[offset:offset + 3] for k, v in full.items()}
-        per_rank.append(JoImTeRNetLoss(cfg, ScoreConfig())(mine, gathered=full, rank_offset=offset)[1])
+        mine = pairs(full.image_vectors[offset:offset + 3], full.report_vectors[offset:offset + 3])
+        per_rank.append(JoImTeRNetLoss(cfg)(mine, gathered=full, rank_offset=offset)[1])
     for name, value in whole.items():
         assert value.item() == pytest.approx(sum(t[name].item() for t in per_rank) / 2, rel=1e-5)
 
@@ -190,14 +200,25 @@ def test_model_output_and_null_region():
     model = build_model(tiny_model_config(null_region=True), vocab_size=40, image_size=64)
     images, ids, mask = random_batch(n=4)
     out = model(images, ids, mask)
-    assert model.grid == (4, 4)
-    assert out["regions"].shape == (4, 16, 16) and out["image_vectors"].shape == (4, 16)
-    assert out["words"].shape == (4, 11, 16) and torch.equal(out["lengths"], mask.sum(1) - 1)
-    assert out["null_region"] is model.similarity.null_region
-    total, _ = JoImTeRNetLoss(LossConfig(), model.similarity.score)(out)
+    assert isinstance(out, ModelOutput) and model.grid == (4, 4)
+    assert out.regions.shape == (4, 16, 16) and out.image_vectors.shape == (4, 16)
+    assert out.words.shape == (4, 11, 16) and torch.equal(out.lengths, mask.sum(1) - 1)
+    assert torch.equal(out.word_mask, torch.arange(11) < out.lengths[:, None])
+    loss = JoImTeRNetLoss(LossConfig(), model.similarity)
+    assert list(loss.parameters()) == []          # the model owns the null region; the loss only scores
+    total, _ = loss(out)
     total.backward()
     assert model.similarity.null_region.grad is not None
-    assert model.similarity.maps(out["regions"], out["words"], out["lengths"]).shape == (4, 11, 16)
+    assert model.similarity.maps(out.regions, out.words, out.lengths).shape == (4, 11, 16)
+
+
+def test_clip_style_features_are_the_global_vectors_of_forward():
+    model = build_model(tiny_model_config(pool="mean"), vocab_size=40, image_size=64).eval()
+    images, ids, mask = random_batch(n=4)
+    with torch.no_grad():
+        out = model(images, ids, mask)
+        torch.testing.assert_close(model.get_image_features(images), out.image_vectors)
+        torch.testing.assert_close(model.get_text_features(ids, mask), out.report_vectors)
 
 
 def test_loss_under_bf16_autocast():
@@ -205,8 +226,8 @@ def test_loss_under_bf16_autocast():
     images, ids, mask = random_batch(n=4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(images, ids, mask)
-        total, terms = JoImTeRNetLoss(LossConfig(), model.similarity.score)(out)
-    assert out["regions"].dtype == torch.bfloat16 and out["regions"].shape == (4, 16, 16)
+        total, terms = JoImTeRNetLoss(LossConfig(), model.similarity)(out)
+    assert out.regions.dtype == torch.bfloat16 and out.regions.shape == (4, 16, 16)
     assert total.dtype == torch.float32 and torch.isfinite(total)
     assert len(terms) == 8
 
@@ -237,7 +258,7 @@ def test_overfits_sixteen_synthcxr_pairs_to_perfect_retrieval(seed):
     # Mean pooling, as demo_cpu: a from-scratch [CLS] needs more than 100 steps, and with it R@1 at
     # step 100 was 0.75-1.0 depending on the seed (margins -0.14..+0.01); mean pooling gives +0.6.
     model = build_model(tiny_model_config(pool="mean"), vocab_size=vocab, image_size=64)
-    loss_fn = JoImTeRNetLoss(LossConfig(), model.similarity.score)
+    loss_fn = JoImTeRNetLoss(LossConfig(), model.similarity)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
     for _ in range(100):
@@ -248,20 +269,20 @@ def test_overfits_sixteen_synthcxr_pairs_to_perfect_retrieval(seed):
     model.eval()  # inference mode: BatchNorm running statistics, as retrieval uses
     with torch.no_grad():
         out = model(images, ids, mask)
-    scores = model.similarity.global_scores(out["image_vectors"], out["report_vectors"])
+    scores = model.similarity.global_scores(out.image_vectors, out.report_vectors)
     assert (scores.argmax(1) == torch.arange(16)).float().mean().item() == 1.0   # image -> report R@1
     assert (scores.argmax(0) == torch.arange(16)).float().mean().item() == 1.0   # report -> image R@1
 
 
 def test_local_terms_need_the_models_score_settings():
-    with pytest.raises(ValueError, match="model.similarity.score"):
+    with pytest.raises(ValueError, match=r"JoImTeRNetLoss\(cfg.loss, model.similarity\)"):
         JoImTeRNetLoss(LossConfig())
     JoImTeRNetLoss(LossConfig(use_local=False))  # global terms only: no score settings needed
 
 
 def test_local_terms_score_with_the_given_gammas():
     # one region and one word per pair: S_w = gamma2 * S_g, whatever gamma1
-    _, terms = JoImTeRNetLoss(LossConfig(use_triplet=False), ScoreConfig(gamma1=1.0, gamma2=2.0))(three_pairs())
+    _, terms = JoImTeRNetLoss(LossConfig(use_triplet=False), similarity(gamma1=1.0, gamma2=2.0))(three_pairs())
     local = [[2 * x for x in row] for row in S]
     assert terms["ce_local_i2t"].item() == pytest.approx(ce(rows_i2t(local), 10), rel=1e-9)
 
@@ -313,13 +334,13 @@ def test_fine_grained_loss_equals_the_loop_reference_with_padding_and_an_empty_r
 def test_fine_grained_term_enters_the_total_and_trains_alone():
     cfg = LossConfig(use_global=False, use_local=False, weight_fine_grained=0.5)
     g = torch.Generator().manual_seed(0)
-    out = {"image_vectors": torch.randn(4, 8, generator=g), "report_vectors": torch.randn(4, 8, generator=g),
-           "regions": torch.randn(4, 6, 8, generator=g, requires_grad=True),
-           "words": torch.randn(4, 5, 8, generator=g), "lengths": torch.tensor([5, 3, 1, 4])}
+    out = pairs(torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g),
+                torch.randn(4, 6, 8, generator=g, requires_grad=True), torch.randn(4, 5, 8, generator=g),
+                torch.tensor([5, 3, 1, 4]))
     total, terms = JoImTeRNetLoss(cfg)(out)
     assert set(terms) == {"ce_words_i2t", "ce_words_t2i"}
     assert math.isclose(float(total.detach()), 0.5 * float(terms["ce_words_i2t"] + terms["ce_words_t2i"]), rel_tol=1e-6)
     total.backward()
-    assert torch.isfinite(out["regions"].grad).all() and out["regions"].grad.abs().sum() > 0
+    assert torch.isfinite(out.regions.grad).all() and out.regions.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="nothing to train"):
         JoImTeRNetLoss(LossConfig(use_global=False, use_local=False))

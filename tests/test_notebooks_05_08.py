@@ -26,7 +26,13 @@ from joimternet_lite.losses import (
     triplet_hinge,
 )
 from joimternet_lite.models.joimternet import build_model
-from joimternet_lite.models.similarity import global_similarity, local_similarity, local_similarity_reference
+from joimternet_lite.models.outputs import ModelOutput
+from joimternet_lite.models.similarity import (
+    Similarity,
+    global_similarity,
+    local_similarity,
+    local_similarity_reference,
+)
 from joimternet_lite.schedule import lr_multiplier
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -75,6 +81,8 @@ def output_dict(num_pairs, seed=0):
     return {"image_vectors": images, "report_vectors": reports, "regions": regions, "words": words, "lengths": lengths}
 
 
+
+
 # ---------------------------------------------------------------- 05 global alignment
 
 def test_05_cosine_matrix_matches_global_similarity(nb05):
@@ -89,7 +97,7 @@ def test_05_cosine_matrix_matches_global_similarity(nb05):
 @pytest.mark.parametrize("gamma3", [1.0, 10.0])
 def test_05_global_ce_terms_match_the_package(nb05, gamma3):
     out = output_dict(6)
-    _, terms = JoImTeRNetLoss(LossConfig(gamma3=gamma3, use_local=False, use_triplet=False))(out)
+    _, terms = JoImTeRNetLoss(LossConfig(gamma3=gamma3, use_local=False, use_triplet=False))(ModelOutput(**out))
     ours = nb05.global_ce_terms(out["image_vectors"], out["report_vectors"], gamma3)
     torch.testing.assert_close(torch.stack(ours), torch.stack([terms["ce_global_i2t"], terms["ce_global_t2i"]]),
                                rtol=0, atol=1e-12)
@@ -163,7 +171,8 @@ def test_07_full_loss_matches_joimternet_loss(nb07, negatives):
     out = output_dict(5, seed=10)
     drawn = nb07.draw_random_negatives(5, generator=torch.Generator().manual_seed(2))
     ours_total, ours = nb07.joimternet_loss(out, drawn, negatives=negatives)
-    theirs_total, theirs = JoImTeRNetLoss(LossConfig(negatives=negatives), ScoreConfig())(out, generator=torch.Generator().manual_seed(2))
+    theirs_total, theirs = JoImTeRNetLoss(LossConfig(negatives=negatives), Similarity(6, ScoreConfig()))(
+        ModelOutput(**out), generator=torch.Generator().manual_seed(2))
     assert set(ours) == set(theirs)
     for name in theirs:
         torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=1e-10, msg=name)
@@ -241,9 +250,9 @@ def test_solutions_08():
                             abs_tol=1e-12)
     images = [pairs(2, 4, seed=k)[0] for k in range(3)]
     reports = [pairs(2, 4, seed=k)[1] for k in range(3)]
-    gathered = {"image_vectors": torch.cat(images), "report_vectors": torch.cat(reports)}
+    gathered = ModelOutput(torch.cat(images), torch.cat(reports))
     _, terms = JoImTeRNetLoss(LossConfig(use_local=False, use_triplet=False))(
-        {"image_vectors": images[2], "report_vectors": reports[2]}, gathered=gathered, rank_offset=4)
+        ModelOutput(images[2], reports[2]), gathered=gathered, rank_offset=4)
     torch.testing.assert_close(s08.rank_ce_i2t(images, reports, 2), terms["ce_global_i2t"])
 
 
@@ -253,7 +262,7 @@ def test_08_torchrun_gathered_loss_equals_one_process(nb08):
     images = torch.tensor(sum((r["images"] for r in ranks), []), dtype=torch.float64, requires_grad=True)
     reports = torch.tensor(sum((r["reports"] for r in ranks), []), dtype=torch.float64, requires_grad=True)
     total, _ = JoImTeRNetLoss(LossConfig(use_local=False, negatives="hardest"))(
-        {"image_vectors": images, "report_vectors": reports})
+        ModelOutput(images, reports))
     total.backward()
     assert all(r["gathered_rows"] == 6 for r in ranks)
     assert math.isclose(sum(r["total"] for r in ranks) / 2, float(total.detach()), abs_tol=1e-10)

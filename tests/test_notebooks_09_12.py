@@ -22,7 +22,8 @@ from joimternet_lite.data.synthcxr import generate_synthcxr, write_openi_layout
 from joimternet_lite.evaluate import classification as pkg_cls
 from joimternet_lite.evaluate import grounding as pkg_ground
 from joimternet_lite.evaluate import retrieval as pkg_ret
-from joimternet_lite.models.similarity import global_similarity, word_region_maps
+from joimternet_lite.models.outputs import ImageEmbeddings, ReportEmbeddings
+from joimternet_lite.models.similarity import Similarity, global_similarity, word_region_maps
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -92,14 +93,14 @@ def test_dedup_relevance_and_combined_score_match_package(nb09):
     texts = ["No effusion.", "no effusion", "Small left effusion.", "Heart size is 2 cm.", "heart size is 3 cm"]
     np.testing.assert_array_equal(nb09.same_report_relevance(texts), pkg_ret.relevance_matrix("dedup", texts=texts))
     g = torch.Generator().manual_seed(0)
-    side = {"image_vectors": torch.randn(3, 8, generator=g), "report_vectors": torch.randn(4, 8, generator=g),
-            "regions": torch.randn(3, 5, 8, generator=g), "words": torch.randn(4, 6, 8, generator=g),
-            "lengths": torch.tensor([6, 2, 4, 1])}
-    s_global = pkg_ret.similarity_matrix(side, side, "global")
-    s_local = pkg_ret.similarity_matrix(side, side, "local", score=ScoreConfig())
+    images = ImageEmbeddings(torch.randn(3, 8, generator=g), torch.randn(3, 5, 8, generator=g))
+    reports = ReportEmbeddings(torch.randn(4, 8, generator=g), torch.randn(4, 6, 8, generator=g),
+                               torch.tensor([6, 2, 4, 1]))
+    similarity = Similarity(8, ScoreConfig())
+    s_global = pkg_ret.similarity_matrix(images, reports, "global")
+    s_local = pkg_ret.similarity_matrix(images, reports, "local", similarity)
     torch.testing.assert_close(nb09.combined_score(s_global, s_local, 0.3, 5.0),
-                               pkg_ret.similarity_matrix(side, side, "combined", combined_weight=0.3,
-                                                         score=ScoreConfig()))
+                               pkg_ret.similarity_matrix(images, reports, "combined", similarity, combined_weight=0.3))
 
 
 # --- 10: classification --------------------------------------------------------------------------

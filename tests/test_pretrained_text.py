@@ -79,8 +79,8 @@ def test_a_training_step_runs_on_collated_batches(folder):
               "index": i} for i, t in enumerate(TEXTS)]
     batch = Collate(tok)(items)
     out = model(batch["images"], batch["input_ids"], batch["attention_mask"], batch["word_ids"])
-    assert out["lengths"].tolist() == [len(split_words(t)) + 1 for t in TEXTS]
-    total, _ = JoImTeRNetLoss(cfg.loss, model.similarity.score)(out)
+    assert out.lengths.tolist() == [len(split_words(t)) + 1 for t in TEXTS]
+    total, _ = JoImTeRNetLoss(cfg.loss, model.similarity)(out)
     total.backward()
     assert model.text_encoder.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
 

@@ -2,13 +2,13 @@
 
 import itertools
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from joimternet_lite.evaluate import retrieval_metrics
+from joimternet_lite.evaluate.embed import DatasetEmbeddings
 from joimternet_lite.evaluate.retrieval import (
     expected_metrics_random_ties,
     label_relevance,
@@ -20,6 +20,9 @@ from joimternet_lite.evaluate.retrieval import (
     relevance_matrix,
     text_relevance,
 )
+from joimternet_lite.models.image_encoder import ImageOutput
+from joimternet_lite.models.outputs import ImageEmbeddings, ReportEmbeddings
+from joimternet_lite.models.text_encoder import TextOutput
 
 
 def slow_ranks(sim, rel):
@@ -188,8 +191,8 @@ def test_evaluate_retrieval_rows_record_the_protocol():
     n, d = 8, 16
     vectors = torch.nn.functional.normalize(torch.randn(n, d), dim=1)
     texts = ["normal"] * 3 + [f"finding {chr(97 + i)}" for i in range(n - 3)]
-    emb = {"image_vectors": vectors, "report_vectors": vectors, "texts": texts, "study_ids": [str(i) for i in range(n)],
-           "labels": torch.zeros(n, 14)}
+    emb = DatasetEmbeddings(ImageEmbeddings(vectors, None), ReportEmbeddings(vectors, None, torch.zeros(n)),
+                            torch.zeros(n, 14), torch.arange(n), [str(i) for i in range(n)], texts, [])
     rows = evaluate_retrieval(emb, relevances=("instance", "dedup"), pool_mode="blocks", pool_size=4)
     assert {r["scoring"] for r in rows} == {"global", "ceiling", "ceiling_random_ties"}
     glob = [r for r in rows if r["scoring"] == "global"]
@@ -207,15 +210,18 @@ def test_local_and_combined_scoring_use_the_shared_similarity():
     from joimternet_lite.evaluate.retrieval import similarity_matrix
 
     g = torch.Generator().manual_seed(0)
-    side = {"image_vectors": torch.randn(3, 6, generator=g), "regions": torch.randn(3, 4, 6, generator=g),
-            "report_vectors": torch.randn(5, 6, generator=g), "words": torch.randn(5, 7, 6, generator=g),
-            "lengths": torch.tensor([7, 2, 5, 1, 3])}
-    local = similarity_matrix(side, side, "local", score=ScoreConfig(chunk_size=2))
-    reference = attention.local_similarity_reference(side["regions"], side["words"], side["lengths"])
+    images = ImageEmbeddings(torch.randn(3, 6, generator=g), torch.randn(3, 4, 6, generator=g))
+    reports = ReportEmbeddings(torch.randn(5, 6, generator=g), torch.randn(5, 7, 6, generator=g),
+                               torch.tensor([7, 2, 5, 1, 3]))
+    similarity = attention.Similarity(6, ScoreConfig(chunk_size=2))
+    local = similarity_matrix(images, reports, "local", similarity)
+    reference = attention.local_similarity_reference(images.regions, reports.words, reports.lengths)
     assert torch.allclose(local, reference.float(), atol=1e-4)
-    combined = similarity_matrix(side, side, "combined", combined_weight=0.25, score=ScoreConfig(chunk_size=2))
-    glob = similarity_matrix(side, side, "global")
+    combined = similarity_matrix(images, reports, "combined", similarity, combined_weight=0.25)
+    glob = similarity_matrix(images, reports, "global")
     assert torch.allclose(combined, 0.75 * glob + 0.25 * local / 5.0, atol=1e-5)
+    with pytest.raises(ValueError, match="similarity=model.similarity"):
+        similarity_matrix(images, reports, "local")
 
 
 class FakeModel(torch.nn.Module):
@@ -227,11 +233,11 @@ class FakeModel(torch.nn.Module):
 
     def encode_images(self, images):
         regions = images.flatten(2).transpose(1, 2).repeat(1, 1, 4)[..., :4]
-        return SimpleNamespace(regions=regions, image_vectors=regions.mean(1))
+        return ImageOutput(regions, regions.mean(1))
 
     def encode_texts(self, input_ids, attention_mask, word_ids=None, sentence_ids=None):
         words = self.embed(input_ids[:, 1:]) * attention_mask[:, 1:, None]
-        return SimpleNamespace(words=words, lengths=attention_mask.sum(1) - 1, report_vectors=words.sum(1))
+        return TextOutput(words, attention_mask.sum(1) - 1, words.sum(1))
 
 
 def test_embed_dataset_pads_words_and_keeps_order(caplog):
@@ -248,9 +254,10 @@ def test_embed_dataset_pads_words_and_keeps_order(caplog):
     model = FakeModel().train()
     emb = embed_dataset(model, loader, "cpu", progress=False)
     assert model.training  # mode restored
-    assert emb["study_ids"] == ["s0", "s1", "s2"] and emb["texts"][2] == "text 2"
-    assert emb["words"].shape == (3, 4, 4) and emb["lengths"].tolist() == [2, 2, 4]
-    assert emb["words"][0, 2:].abs().sum() == 0  # zero padding
-    assert torch.equal(emb["words"][2, 0], model.embed.weight[5].detach())
-    assert emb["regions"].shape == (3, 4, 4) and emb["skipped"] == [("s9", "unreadable")]
+    assert emb.study_ids == ["s0", "s1", "s2"] and emb.texts[2] == "text 2" and len(emb) == 3
+    assert emb.reports.words.shape == (3, 4, 4) and emb.reports.lengths.tolist() == [2, 2, 4]
+    assert emb.reports.words[0, 2:].abs().sum() == 0  # zero padding
+    assert emb.reports.word_mask.tolist() == [[True, True, False, False]] * 2 + [[True] * 4]
+    assert torch.equal(emb.reports.words[2, 0], model.embed.weight[5].detach())
+    assert emb.images.regions.shape == (3, 4, 4) and emb.skipped == [("s9", "unreadable")]
     assert "1 studies skipped" in caplog.text

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import joimternet_lite
 from joimternet_lite.config import LossConfig, ScoreConfig
 from joimternet_lite.losses import JoImTeRNetLoss
+from joimternet_lite.models.outputs import ImageEmbeddings, ModelOutput, ReportEmbeddings
 from joimternet_lite.models.similarity import (
     EMPTY_REPORT_SCORE,
     Similarity,
@@ -126,10 +127,9 @@ def test_training_and_inference_score_the_same_way():
     # the loss's local CE equals a CE on the scores the model's Similarity gives at inference
     regions, words, lengths = make_inputs(num_images=7, dtype=torch.float32)
     lengths = lengths.clamp_min(1)
-    out = {"regions": regions, "words": words, "lengths": lengths,
-           "image_vectors": torch.randn(7, 4), "report_vectors": torch.randn(7, 4)}
+    out = ModelOutput(torch.randn(7, 4), torch.randn(7, 4), regions, words, lengths)
     score = ScoreConfig(gamma1=2.5, gamma2=3.0, chunk_size=2)
-    _, terms = JoImTeRNetLoss(LossConfig(use_global=False, use_triplet=False), score)(out)
+    _, terms = JoImTeRNetLoss(LossConfig(use_global=False, use_triplet=False), Similarity(4, score))(out)
     scores = Similarity(4, dataclasses.replace(score, chunk_size=5)).local_scores(regions, words, lengths)
     expected = torch.nn.functional.cross_entropy(10 * scores, torch.arange(7))
     torch.testing.assert_close(terms["ce_local_i2t"], expected)
@@ -203,33 +203,53 @@ def test_bad_inputs_are_refused():
         local_similarity(regions, words, lengths, chunk_size=0)
 
 
-def test_a_zero_word_vector_is_left_out_like_a_removed_word():
-    # the text tower zeroes the words model.text.local_words leaves out; the score must then equal
-    # the formula on the report with those words deleted (reference on the shortened tensor)
+def test_a_masked_word_is_left_out_like_a_removed_word():
+    # word_mask marks the words model.text.local_words leaves out (and the rows sentence units do
+    # not use); the score must then equal the formula on the report with those words deleted
     regions, words, lengths = make_inputs(num_images=3, lengths=[5, 4], max_len=5)
-    holed = words.clone()
-    holed[0, 1] = 0
-    holed[1, 0] = holed[1, 3] = 0
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[0, 1] = False
+    mask[1, [0, 3]] = False
     shortened = torch.zeros_like(words)
     shortened[0, :4] = words[0, [0, 2, 3, 4]]
     shortened[1, :2] = words[1, [1, 2]]
     expected = local_similarity_reference(regions, shortened, torch.tensor([4, 2]))
-    torch.testing.assert_close(local_similarity(regions, holed, lengths, chunk_size=2), expected,
+    torch.testing.assert_close(local_similarity(regions, words, lengths, chunk_size=2, word_mask=mask), expected,
                                rtol=1e-12, atol=1e-12)
-    alpha = word_region_maps(regions[:2], holed, lengths)
+    torch.testing.assert_close(local_similarity_reference(regions, words, lengths, word_mask=mask), expected,
+                               rtol=1e-12, atol=1e-12)
+    alpha = word_region_maps(regions[:2], words, lengths, word_mask=mask)
     assert torch.all(alpha[0, 1] == 0) and torch.all(alpha[1, [0, 3]] == 0)
     torch.testing.assert_close(alpha[0, [0, 2, 3, 4]], word_region_maps(regions[:1], shortened[:1], torch.tensor([4]))[0, :4])
 
 
+def test_a_zero_vector_in_a_real_word_slot_counts_as_a_word():
+    # as in the authors' words_loss: every word within the report's length enters the score, and
+    # a zero vector scores cos = 0 (a term exp(0) in the sum), unlike a masked or removed word
+    regions, words, lengths = make_inputs(num_images=2, lengths=[4, 3], max_len=4)
+    words[0, 2] = 0
+    fast = local_similarity(regions, words, lengths, chunk_size=1)
+    torch.testing.assert_close(fast, local_similarity_reference(regions, words, lengths), rtol=1e-12, atol=1e-12)
+    by_hand = []
+    for image in regions:
+        e = words[0, :4]
+        alpha = torch.softmax(4.0 * torch.softmax(e @ image.T, dim=0), dim=1)  # gamma1 = 4, gamma2 = 5
+        cosine = torch.nn.functional.cosine_similarity(alpha @ image, e, dim=1, eps=1e-8)
+        by_hand.append(torch.logsumexp(5.0 * cosine, dim=0))
+    torch.testing.assert_close(fast[:, 0], torch.stack(by_hand), rtol=1e-12, atol=1e-12)
+    removed = words[:1, [0, 1, 3]]
+    assert not torch.allclose(fast[:, 0], local_similarity(regions, removed, torch.tensor([3]))[:, 0])
+
+
 def test_a_report_with_every_word_left_out_scores_the_empty_constant():
     regions, words, lengths = make_inputs(num_images=2, lengths=[3, 2], max_len=3)
-    words[1] = 0
+    mask = torch.tensor([[True, True, True], [False, False, False]])
     words.requires_grad_()
-    scores = local_similarity(regions, words, lengths)
+    scores = local_similarity(regions, words, lengths, word_mask=mask)
     assert torch.all(scores[:, 1] == EMPTY_REPORT_SCORE)
     scores.sum().backward()
     assert torch.isfinite(words.grad).all()
-    assert torch.all(word_region_maps(regions, words.detach(), lengths)[1] == 0)
+    assert torch.all(word_region_maps(regions, words.detach(), lengths, word_mask=mask)[1] == 0)
 
 
 def test_cosine_scale_scores_scaled_cosines_of_the_towers_outputs():
@@ -286,3 +306,20 @@ def test_without_the_word_softmax_fast_equals_reference_and_each_word_attends_al
     maps = word_region_maps(paired_regions, paired_words, lengths[1:2], "alpha", 1.5, word_softmax=False)
     hand = (1.5 * paired_words[0] @ paired_regions[0].T).softmax(dim=-1)
     torch.testing.assert_close(maps[0], hand)
+
+
+def test_scores_global_local_and_combined_follow_their_formulas():
+    # one route for every caller: Similarity.scores gives S_g, S_w (the module's gammas and null
+    # region) and (1 - w) S_g + w S_w / gamma2, from typed embeddings
+    regions, words, lengths = make_inputs(num_images=3, lengths=[4, 2], max_len=4, dtype=torch.float32)
+    vectors, report_vectors = torch.randn(3, 4), torch.randn(2, 4)
+    sim = Similarity(4, ScoreConfig(gamma1=2.0, gamma2=4.0), null_region=True)
+    images, reports = ImageEmbeddings(vectors, regions), ReportEmbeddings(report_vectors, words, lengths)
+    glob = F.normalize(vectors, dim=1) @ F.normalize(report_vectors, dim=1).T
+    local = local_similarity_reference(regions, words, lengths, 2.0, 4.0, null_region=sim.null_region.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(sim.scores(images, reports, "global"), glob)
+        torch.testing.assert_close(sim.scores(images, reports, "local"), local)
+        torch.testing.assert_close(sim.scores(images, reports, "combined", 0.25), 0.75 * glob + 0.25 * local / 4.0)
+    with pytest.raises(ValueError, match="scoring"):
+        sim.scores(images, reports, "cosine")

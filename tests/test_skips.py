@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from joimternet_lite.data.skips import SkipLog, TooManySkipsError
-from joimternet_lite.train import TrainingSkips
+from joimternet_lite.data.skips import SkipLog, StudySkipLog, TooManySkipsError
 
 
 def test_fraction_counts_studies_not_files():
@@ -29,11 +28,11 @@ def test_missing_images_are_listed_but_never_counted():
 
 
 def test_training_lists_excluded_studies_apart_from_unreadable_ones(tmp_path):
-    skips = TrainingSkips(tmp_path, 100, 0.01, True, excluded=[(f"x{k}", "no frontal image") for k in range(27)])
-    skips.add([("s1", "cut.png: file is empty")])  # 1 of 100: allowed, the 27 excluded do not count
+    skips = StudySkipLog(tmp_path, 100, 0.01, True, excluded=[(f"x{k}", "no frontal image") for k in range(27)])
+    skips.add_studies([("s1", "cut.png: file is empty")])  # 1 of 100: allowed, the 27 excluded do not count
     listed = [json.loads(x) for x in (tmp_path / "skipped_samples.jsonl").read_text().splitlines()]
     assert [e["kind"] for e in listed].count("no_frontal_image") == 27 and listed[-1]["kind"] == "unreadable"
     assert skips.summary().startswith("skipped 1 of 100 training studies (unreadable: 1); not counted (expected): "
                                       "no_frontal_image: 27 in 27 training studies")
     with pytest.raises(TooManySkipsError, match="skipped 2 of 100"):
-        skips.add([("s2", "cut")])
+        skips.add_studies([("s2", "cut")])

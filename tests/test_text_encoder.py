@@ -30,7 +30,7 @@ def encoder(vocab_size, **overrides):
 def test_word_vectors_follow_cls_and_keep_sep(word_batch):
     tok, ids, mask = word_batch
     model = encoder(len(tok))
-    words, lengths, report, _ = model(ids, mask)
+    words, lengths, report, *_ = model(ids, mask)
     assert words.shape == (3, ids.shape[1] - 1, 8) and report.shape == (3, 8)
     assert lengths.tolist() == [len(split_words(t)) + 1 for t in TEXTS]     # the words, then [SEP]
     states = model.states(ids, mask)
@@ -43,7 +43,7 @@ def test_word_vectors_follow_cls_and_keep_sep(word_batch):
 def test_mean_pooling_is_the_masked_mean_of_word_states(word_batch):
     tok, ids, mask = word_batch
     model = encoder(len(tok), pool="mean")
-    _, lengths, report, _ = model(ids, mask)
+    _, lengths, report, *_ = model(ids, mask)
     states = model.states(ids, mask)
     expected = torch.stack([states[b, 1:n + 1].mean(0) for b, n in enumerate(lengths.tolist())])
     torch.testing.assert_close(report, model.report_proj(expected))
@@ -52,8 +52,8 @@ def test_mean_pooling_is_the_masked_mean_of_word_states(word_batch):
 def test_more_padding_changes_nothing(word_batch):
     tok, ids, mask = word_batch
     model = encoder(len(tok))
-    words, lengths, report, _ = model(ids, mask)
-    padded_words, padded_lengths, padded_report, _ = model(torch.nn.functional.pad(ids, (0, 5)),
+    words, lengths, report, *_ = model(ids, mask)
+    padded_words, padded_lengths, padded_report, *_ = model(torch.nn.functional.pad(ids, (0, 5)),
                                                         torch.nn.functional.pad(mask, (0, 5)))
     assert torch.equal(padded_lengths, lengths)
     torch.testing.assert_close(padded_words[:, :words.shape[1]], words, atol=1e-5, rtol=1e-5)
@@ -115,7 +115,7 @@ def test_pretrained_subwords_are_mean_pooled_into_words(pretrained_folder):
     model = encoder(0, pretrained_path=str(path))
     texts = ["No pneumothorax.", "Left basal effusion is seen, no pneumothorax."]
     batch = tokenize_reports(tok, texts)
-    words, lengths, report, _ = model(**batch)
+    words, lengths, report, *_ = model(**batch)
     assert lengths.tolist() == [len(split_words(t)) + 1 for t in texts]
     assert report.shape == (2, 8)
     for b, text in enumerate(texts):                     # pool by hand from the tokenizer's own word_ids
@@ -138,7 +138,7 @@ def test_pretrained_encoder_needs_word_ids(pretrained_folder):
         model(batch["input_ids"], batch["attention_mask"])
 
 
-def test_local_words_content_zeroes_stop_words_and_keeps_the_report_vector(word_batch):
+def test_local_words_content_masks_stop_words_and_keeps_the_report_vector(word_batch):
     tok, ids, mask = word_batch
     every = encoder(len(tok), pool="mean")
     content = encoder(len(tok), pool="mean", local_words="content")
@@ -146,17 +146,15 @@ def test_local_words_content_zeroes_stop_words_and_keeps_the_report_vector(word_
     with pytest.raises(ValueError, match="set_vocabulary"):
         content(ids, mask)
     content.set_vocabulary(tok)
-    words_all, lengths_all, report_all, _ = every(ids, mask)
-    words, lengths, report, _ = content(ids, mask)
+    words_all, lengths_all, report_all, *_ = every(ids, mask)
+    words, lengths, report, _, word_mask = content(ids, mask)
     torch.testing.assert_close(report, report_all)          # the report vector still reads every word
+    torch.testing.assert_close(words, words_all)            # left out by the mask, not by zeroing
     assert torch.equal(lengths, lengths_all)
     for b, text in enumerate(TEXTS):
         tokens = [w for w, _ in split_words(text)] + ["[SEP]"]
-        for k, word in enumerate(tokens):
-            left_out = word in {"no", "is", "[SEP]"}
-            assert bool(torch.all(words[b, k] == 0)) == left_out, word
-            if not left_out:
-                torch.testing.assert_close(words[b, k], words_all[b, k])
+        assert word_mask[b, : len(tokens)].tolist() == [w not in {"no", "is", "[SEP]"} for w in tokens], text
+        assert not word_mask[b, len(tokens):].any()         # padding
 
 
 def test_sentence_units_average_each_sentence_at_its_first_word(word_batch):
@@ -170,8 +168,8 @@ def test_sentence_units_average_each_sentence_at_its_first_word(word_batch):
     batch = tokenize_reports(tok, TEXTS)
     with pytest.raises(ValueError, match="sentence_ids"):
         sentences(ids, mask)
-    words_all, lengths_all, report_all, units_all = every(ids, mask, sentence_ids=batch["sentence_ids"])
-    words, lengths, report, units = sentences(ids, mask, sentence_ids=batch["sentence_ids"])
+    words_all, lengths_all, report_all, units_all, _ = every(ids, mask, sentence_ids=batch["sentence_ids"])
+    words, lengths, report, units, word_mask = sentences(ids, mask, sentence_ids=batch["sentence_ids"])
     assert units_all is None and torch.equal(lengths, lengths_all)
     torch.testing.assert_close(report, report_all)          # the report vector is not pooled by sentence
     by_hand = torch.zeros(len(TEXTS), 2, 8)                 # (reports, sentences, D), built by a loop
@@ -185,7 +183,8 @@ def test_sentence_units_average_each_sentence_at_its_first_word(word_batch):
         assert units[b, : len(of_word)].tolist() == [firsts[s] for s in of_word]
         others = [k for k in range(words.shape[1]) if k not in firsts.values()]
         assert torch.all(words[b, others] == 0)            # [SEP], padding and the sentences' other words
+        assert word_mask[b].tolist() == [k in firsts.values() for k in range(words.shape[1])]
     # the local score meets one unit per sentence: the formula on the hand-pooled sentences
     regions = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(local_similarity(regions, words, lengths),
+    torch.testing.assert_close(local_similarity(regions, words, lengths, word_mask=word_mask),
                                local_similarity_reference(regions, by_hand, torch.tensor([1, 2, 1])))

@@ -29,6 +29,7 @@ from joimternet_lite.data.tokenizer import build_tokenizer
 from joimternet_lite.device import make_grad_scaler
 from joimternet_lite.distributed import ResumableSampler
 from joimternet_lite.models.joimternet import build_model
+from joimternet_lite.models.outputs import ModelOutput
 from joimternet_lite.resume import ResumeError, config_changes
 from joimternet_lite.schedule import make_scheduler
 from joimternet_lite.train import Engine, NonFiniteLossError, optimizer_step, param_groups, step_kind, train
@@ -117,11 +118,11 @@ class StandIn(nn.Module):
         self.text_encoder = nn.Sequential(nn.Linear(4, 2), nn.LayerNorm(2))
 
     def forward(self, images, input_ids, attention_mask, word_ids=None, sentence_ids=None):
-        return {"image_vectors": self.image_encoder(images), "report_vectors": self.text_encoder(input_ids)}
+        return ModelOutput(self.image_encoder(images), self.text_encoder(input_ids))
 
 
 def pair_mse(out, **kwargs):
-    loss = (out["image_vectors"] - out["report_vectors"]).pow(2).sum(1).mean()
+    loss = (out.image_vectors - out.report_vectors).pow(2).sum(1).mean()
     return loss, {"mse": loss.detach()}
 
 

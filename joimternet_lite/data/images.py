@@ -136,7 +136,7 @@ def _read_pillow(path: Path, min_size: int | None) -> np.ndarray:
             if min_size and img.format == "JPEG":
                 img.draft(img.mode, (min_size, min_size))
             img.load()  # decode now, so truncation raises here and not later
-            return _to_unit_float(img, path)
+            return to_unit_float(img, path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         pixels = re.search(r"\((\d+) pixels\)", str(err))
         raise ImageReadError(
@@ -151,7 +151,11 @@ def _read_pillow(path: Path, min_size: int | None) -> np.ndarray:
         ) from err
 
 
-def _to_unit_float(img: Image.Image, path: Path) -> np.ndarray:
+def to_unit_float(img: Image.Image, path: Path) -> np.ndarray:
+    """A decoded PIL image -> (H, W) float32 grey in [0, 1]; ``path`` names it in errors.
+
+    8-bit images are divided by 255, 16-bit ones by 65535; colour images are converted to grey.
+    """
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float32)
         if arr.min() < 0 or arr.max() > 65535:

@@ -92,6 +92,51 @@ class SkipLog:
             )
 
 
+class StudySkipLog(SkipLog):
+    """The training run's skips: studies the loader could not read, each counted once however many
+    epochs meet it. Taught in notebook 08.
+
+    Each entry is ``{"kind": "unreadable", "study_id", "reason"}``, the reason as the dataset gave it
+    (the file and the problem). The list is rewritten to ``skipped_samples.jsonl`` in ``out_dir``
+    whenever it grows (by rank 0), so it is on disk however the run stops; more than
+    ``max_fraction`` of the dataset fails the run (``data.max_skip_fraction``). The studies the
+    dataset left out (``excluded``: no frontal image) are listed there too, as ``no_frontal_image``,
+    and never counted. ``entries`` restores the unreadable ones a checkpoint recorded.
+    """
+
+    KIND = "unreadable"
+    WHAT = "training studies"
+
+    def __init__(self, out_dir: Path, dataset_size: int, max_fraction: float, is_main: bool,
+                 entries: list[dict] | None = None, excluded: list[tuple[str, str]] = ()):
+        super().__init__()
+        self.path = Path(out_dir) / "skipped_samples.jsonl"
+        self.total, self.max_fraction, self.is_main = dataset_size, max_fraction, is_main
+        self.entries = [e for e in entries or [] if e["kind"] == self.KIND]
+        self.seen = {e["study_id"] for e in self.entries}
+        self.entries += [{"kind": "no_frontal_image", "study_id": sid, "reason": reason} for sid, reason in excluded]
+        if excluded and is_main:
+            self.write(self.path)
+
+    def add_studies(self, skipped: list[tuple[str, str]]) -> None:
+        """Record ``(study_id, reason)`` pairs not seen before; fail past the allowed fraction."""
+        new = [(sid, reason) for sid, reason in skipped if sid not in self.seen]
+        for sid, reason in new:
+            self.seen.add(sid)
+            self.entries.append({"kind": self.KIND, "study_id": sid, "reason": reason})
+            log.warning("skipped study %s: %s", sid, reason)
+        if new and self.is_main:
+            self.write(self.path)
+        self.check(self.total, self.max_fraction, self.path, self.WHAT, option="data.max_skip_fraction")
+
+    def unreadable(self) -> list[dict]:
+        """The entries a checkpoint stores (the excluded studies are the dataset's, not the run's)."""
+        return [e for e in self.entries if e["kind"] == self.KIND]
+
+    def summary(self) -> str:
+        return self.report(self.total, self.path, self.WHAT)
+
+
 MAX_REPORT_WORDS = 2000  # longer "reports" are concatenation accidents: skipped, not truncated
 
 

@@ -30,12 +30,13 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm import tqdm
 
+from ..config import UNCERTAIN_POLICIES
 from ..data.schema import CHEXPERT_LABELS
 from ..device import as_numpy, to_device
+from .embed import DatasetEmbeddings
 
 log = logging.getLogger(__name__)
 
-UNCERTAIN_POLICIES = ("zeros", "ones", "ignore")
 EXCLUDED_FROM_MEAN = ("No Finding",)
 
 
@@ -364,24 +365,24 @@ def zero_shot_from_similarities(positive, negative) -> np.ndarray:
     return np.asarray(positive).mean(axis=1) - np.asarray(negative).mean(axis=1)
 
 
-def zero_shot_scores(model, tokenizer, embeddings: dict, prompts=None, scoring: str = "global", device="cpu",
+def zero_shot_scores(model, tokenizer, images, prompts=None, scoring: str = "global", device="cpu",
                      names=CHEXPERT_LABELS, **similarity_kwargs) -> np.ndarray:
     """(N, C) zero-shot scores of the embedded images; NaN columns for classes without prompts.
 
-    embeddings: ``image_vectors`` (and ``regions`` for local scoring), as from embed_dataset. Local
-    and combined scoring use the model's ``similarity.score``.
+    images: ``ImageEmbeddings`` (``image_vectors``, and ``regions`` for local scoring), e.g.
+    ``embed_dataset(...).images``. Every scoring goes through the model's ``similarity``.
     """
     from .embed import embed_reports
     from .retrieval import similarity_matrix
 
     prompts = prompt_pairs() if prompts is None else prompts
-    out = np.full((len(embeddings["image_vectors"]), len(names)), np.nan)
+    out = np.full((len(images.image_vectors), len(names)), np.nan)
     for c, name in enumerate(names):
         if name not in prompts:
             continue
         pos, neg = prompts[name]
         text_side = embed_reports(model, tokenizer, pos + neg, device)
-        sim = similarity_matrix(embeddings, text_side, scoring, score=model.similarity.score, device=device,
+        sim = similarity_matrix(images, text_side, scoring, model.similarity, device=device,
                                 **similarity_kwargs).numpy()
         out[:, c] = zero_shot_from_similarities(sim[:, :len(pos)], sim[:, len(pos):])
     return out
@@ -407,23 +408,24 @@ def classification_row(protocol: dict, labels, scores, policy: str = "zeros", n_
     return row
 
 
-def evaluate_frozen(train: dict, test: dict, regime: str = "linear", policy: str = "zeros",
+def evaluate_frozen(train: DatasetEmbeddings, test: DatasetEmbeddings, regime: str = "linear", policy: str = "zeros",
                     fraction: float = 1.0, k_shot: int | None = None, seed: int = 0, n_boot: int = 200,
                     device="cpu", **head_kwargs) -> dict:
     """Linear probe (``linear``) or the authors' head (``mlp``) on frozen embeddings -> a tidy row.
 
-    train, test: embed_dataset dicts. Training rows: a seeded label fraction, or k shots per class.
+    train, test: embed_dataset's output. Training rows: a seeded label fraction, or k shots per class.
     """
-    train_y, train_mask = prepare_targets(train["labels"], policy)
+    train_y, train_mask = prepare_targets(train.labels, policy)
     rows = (k_shot_indices(train_y, k_shot, seed) if k_shot else fraction_indices(len(train_y), fraction, seed))
+    fit, held_out = train.images, test.images
     if regime == "linear":
-        scores = linear_probe_scores(train["image_vectors"][rows], train_y[rows], train_mask[rows],
-                                     test["image_vectors"], seed=seed)
+        scores = linear_probe_scores(fit.image_vectors[rows], train_y[rows], train_mask[rows],
+                                     held_out.image_vectors, seed=seed)
     elif regime == "mlp":
-        head = fit_head_on_features(train["regions"][rows], train["image_vectors"][rows], train_y[rows],
+        head = fit_head_on_features(fit.regions[rows], fit.image_vectors[rows], train_y[rows],
                                     train_mask[rows], seed=seed, device=device, **head_kwargs)
-        scores = head_scores(head, test["regions"], test["image_vectors"], device=device)
+        scores = head_scores(head, held_out.regions, held_out.image_vectors, device=device)
     else:
         raise ValueError(f"frozen regime {regime!r}: use 'linear' or 'mlp'")
     protocol = dict(regime=regime, fraction=None if k_shot else fraction, k_shot=k_shot, n_train=len(rows))
-    return classification_row(protocol, test["labels"], scores, policy, n_boot, seed)
+    return classification_row(protocol, test.labels, scores, policy, n_boot, seed)

@@ -8,6 +8,7 @@ image per study deterministically, so the rows are reproducible.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -15,28 +16,39 @@ from tqdm import tqdm
 from ..data.dataset import NO_FRONTAL
 from ..data.tokenizer import tokenize_reports
 from ..device import to_device
+from ..models.outputs import ImageEmbeddings, ReportEmbeddings
 
 log = logging.getLogger(__name__)
 
 
-def embed_dataset(model, loader, device, keep_local: bool = True, progress: bool = True) -> dict:
-    """Encode every batch of ``loader`` with ``model`` (eval mode, no gradients).
+@dataclass
+class DatasetEmbeddings:
+    """One embedded split, N studies; row i of every field is study i of the loader."""
 
-    Returns a dict of CPU tensors / lists, N studies:
-    ``image_vectors`` (N, D), ``report_vectors`` (N, D), ``regions`` (N, R, D), ``words`` (N, L, D)
-    (L = the longest report; zeros at padding), ``lengths`` (N,) long, ``labels`` (N, 14) float
-    (1 / 0 / -1, NaN blank), ``index`` (N,) manifest rows, ``study_ids`` list[str],
-    ``texts`` list[str] (from the batches of data.dataset.Collate).
-    ``null_region`` (D,) or None: the model's opt-out region, which local scoring must use.
-    ``skipped`` list of (study_id, reason): the studies the dataset left out (``no frontal image``,
-    expected) and those it could not read (also logged).
-    ``keep_local=False`` drops regions and words (global scoring only; saves memory).
+    images: ImageEmbeddings     # image_vectors (N, D), regions (N, R, D) or None (global only)
+    reports: ReportEmbeddings   # report_vectors (N, D), words (N, L, D) or None, lengths (N,), word_mask (N, L)
+    labels: torch.Tensor        # (N, 14) float: 1 / 0 / -1, NaN blank
+    index: torch.Tensor         # (N,) long: manifest rows
+    study_ids: list[str]
+    texts: list[str]
+    skipped: list[tuple[str, str]]  # (study_id, reason): left out by design (no frontal image) or unreadable
+
+    def __len__(self) -> int:
+        return len(self.study_ids)
+
+
+def embed_dataset(model, loader, device, keep_local: bool = True, progress: bool = True) -> DatasetEmbeddings:
+    """Encode every batch of ``loader`` with ``model`` (eval mode, no gradients) into CPU tensors.
+
+    Words are padded to the longest report (zeros, and False in ``word_mask``). ``skipped`` lists
+    the studies the dataset left out (``no frontal image``, expected) and those it could not read
+    (also logged). ``keep_local=False`` keeps no regions and words (global scoring only; saves memory).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     parts: dict[str, list] = {k: [] for k in ("image_vectors", "report_vectors", "regions", "words", "lengths",
-                                              "labels", "index", "study_ids", "texts", "skipped")}
+                                              "word_mask", "labels", "index", "study_ids", "texts", "skipped")}
     # a DataLoader's dataset lists the studies it excluded by design; any iterable of batches will do
     parts["skipped"] += list(getattr(getattr(loader, "dataset", None), "excluded", []))
     try:
@@ -48,15 +60,7 @@ def embed_dataset(model, loader, device, keep_local: bool = True, progress: bool
                 _embed_batch(model, to_device(batch, device), parts, keep_local)
     finally:
         model.train(was_training)
-    out = _concatenate(parts, keep_local)
-    out["null_region"] = model_null_region(model)
-    return out
-
-
-def model_null_region(model) -> torch.Tensor | None:
-    """The model's opt-out region (D,) on the CPU, or None when the model has none."""
-    null = getattr(getattr(model, "similarity", None), "null_region", None)
-    return None if null is None else null.detach().float().cpu()
+    return _concatenate(parts, keep_local)
 
 
 def _embed_batch(model, batch: dict, parts: dict, keep_local: bool) -> None:
@@ -69,44 +73,56 @@ def _embed_batch(model, batch: dict, parts: dict, keep_local: bool) -> None:
     if keep_local:
         parts["regions"].append(img.regions.float().cpu())
         parts["words"].append(txt.words.float().cpu())
+        parts["word_mask"].append(_mask_of(txt).cpu())
     parts["labels"].append(batch["labels"].float().cpu())
     parts["index"].append(batch["index"].cpu())
     parts["study_ids"] += list(batch["study_ids"])
     parts["texts"] += list(batch["texts"])
 
 
-def _concatenate(parts: dict, keep_local: bool) -> dict:
+def _mask_of(txt) -> torch.Tensor:
+    """(B, L) bool word mask of a text output; every valid word when the tower gives none."""
+    if txt.word_mask is not None:
+        return txt.word_mask
+    return torch.arange(txt.words.shape[1], device=txt.lengths.device) < txt.lengths[:, None]
+
+
+def _concatenate(parts: dict, keep_local: bool) -> DatasetEmbeddings:
     unreadable = [s for s in parts["skipped"] if s[1] != NO_FRONTAL]
     if unreadable:
         log.warning("embed_dataset: %d studies skipped (unreadable image), e.g. %s", len(unreadable), unreadable[:3])
-    out = {k: torch.cat(parts[k]) for k in ("image_vectors", "report_vectors", "lengths", "labels", "index")}
-    out.update(study_ids=parts["study_ids"], texts=parts["texts"], skipped=parts["skipped"])
-    if keep_local:
-        out["regions"] = torch.cat(parts["regions"])
-        out["words"] = pad_cat(parts["words"])
-    return out
+    regions = torch.cat(parts["regions"]) if keep_local else None
+    words = pad_cat(parts["words"]) if keep_local else None
+    word_mask = pad_cat(parts["word_mask"]) if keep_local else None
+    return DatasetEmbeddings(
+        images=ImageEmbeddings(torch.cat(parts["image_vectors"]), regions),
+        reports=ReportEmbeddings(torch.cat(parts["report_vectors"]), words, torch.cat(parts["lengths"]),
+                                 word_mask=word_mask),
+        labels=torch.cat(parts["labels"]), index=torch.cat(parts["index"]), study_ids=parts["study_ids"],
+        texts=parts["texts"], skipped=parts["skipped"])
 
 
-def pad_cat(word_blocks: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate (B_i, L_i, D) word blocks along B, zero-padding L to the longest."""
-    longest = max(w.shape[1] for w in word_blocks)
-    return torch.cat([torch.nn.functional.pad(w, (0, 0, 0, longest - w.shape[1])) for w in word_blocks])
+def pad_cat(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate (B_i, L_i, ...) blocks along B, padding L to the longest with zeros (False)."""
+    longest = max(w.shape[1] for w in blocks)
+    padded = [torch.cat([w, w.new_zeros((w.shape[0], longest - w.shape[1], *w.shape[2:]))], dim=1) for w in blocks]
+    return torch.cat(padded)
 
 
 def embed_reports(model, tokenizer, texts: list[str], device, max_length: int | None = None,
-                  batch_size: int = 64) -> dict:
+                  batch_size: int = 64) -> ReportEmbeddings:
     """Tokenize and encode free texts (prompts, phrases, edited reports) as the dataset does reports.
 
-    Returns ``report_vectors`` (T, D), ``words`` (T, L, D), ``lengths`` (T,) and ``units`` (T, L)
-    long on the CPU; word k of text t is ``split_words(texts[t])[k]``, and its vector (its map) is
-    row ``units[t, k]`` (k itself, unless the model matches sentences: ``model.text.local_units``).
-    ``max_length`` defaults to the tokenizer's ``model_max_length`` (``data.max_length`` when loaded
-    by ``load_training_data``).
+    Returns ReportEmbeddings on the CPU: ``report_vectors`` (T, D), ``words`` (T, L, D), ``lengths``
+    (T,), ``units`` (T, L) long and ``word_mask`` (T, L) bool; word k of text t is
+    ``split_words(texts[t])[k]``, and its vector (its map) is row ``units[t, k]`` (k itself, unless
+    the model matches sentences: ``model.text.local_units``). ``max_length`` defaults to the
+    tokenizer's ``model_max_length`` (``data.max_length`` when loaded by ``load_training_data``).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    parts: dict[str, list] = {"report_vectors": [], "words": [], "lengths": [], "units": []}
+    parts: dict[str, list] = {"report_vectors": [], "words": [], "lengths": [], "units": [], "word_mask": []}
     try:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
@@ -116,9 +132,10 @@ def embed_reports(model, tokenizer, texts: list[str], device, max_length: int | 
                 parts["report_vectors"].append(txt.report_vectors.float().cpu())
                 parts["words"].append(txt.words.float().cpu())
                 parts["lengths"].append(txt.lengths.cpu())
+                parts["word_mask"].append(_mask_of(txt).cpu())
                 positions = torch.arange(txt.words.shape[1]).expand(txt.words.shape[:2])
                 parts["units"].append((positions if txt.units is None else txt.units.cpu())[..., None])
     finally:
         model.train(was_training)
-    return {"report_vectors": torch.cat(parts["report_vectors"]), "words": pad_cat(parts["words"]),
-            "lengths": torch.cat(parts["lengths"]), "units": pad_cat(parts["units"])[..., 0]}
+    return ReportEmbeddings(torch.cat(parts["report_vectors"]), pad_cat(parts["words"]), torch.cat(parts["lengths"]),
+                            pad_cat(parts["units"])[..., 0], pad_cat(parts["word_mask"]))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .embed import embed_reports, model_null_region
+from ..models.outputs import ImageEmbeddings
+from .embed import DatasetEmbeddings, embed_reports
 from .retrieval import similarity_matrix
 
 # (query, finding type, side or None): one plain query per SynthCXR finding type.
@@ -52,25 +53,26 @@ def precision_at_k(scores: torch.Tensor, relevant: np.ndarray, k: int) -> tuple[
 
 def query_scores(model, tokenizer, image_vectors: torch.Tensor, queries: list[str], device="cpu") -> torch.Tensor:
     """(N, Q) the scores ``search`` ranks images by (global cosine) for image vectors (N, D)."""
-    image_side = {"image_vectors": image_vectors, "null_region": model_null_region(model)}
-    return similarity_matrix(image_side, embed_reports(model, tokenizer, queries, device), "global", device=device)
+    images = ImageEmbeddings(image_vectors, None)
+    return similarity_matrix(images, embed_reports(model, tokenizer, queries, device), "global", model.similarity,
+                             device=device)
 
 
-def search_precision(model, tokenizer, embeddings: dict, records: list[dict], k: int = 10, device="cpu",
+def search_precision(model, tokenizer, embeddings: DatasetEmbeddings, records: list[dict], k: int = 10, device="cpu",
                      queries=FINDING_QUERIES) -> dict:
     """Precision@k of every query over the embedded images (``embed_dataset``'s output).
 
-    records: manifest rows; embeddings' row i is the study ``embeddings["study_ids"][i]``. Returns
+    records: manifest rows; embeddings' row i is the study ``embeddings.study_ids[i]``. Returns
     ``mean_precision``, ``mean_prevalence`` and, per query, ``precision``, ``prevalence``,
     ``relevant`` (count), ``top`` (the study ids of the top k, best first) and ``top_relevant``.
     """
     by_id = {r["study_id"]: r for r in records}
-    relevant = query_relevance([by_id[s] for s in embeddings["study_ids"]], queries)
-    scores = query_scores(model, tokenizer, embeddings["image_vectors"], [q for q, _, _ in queries], device)
+    relevant = query_relevance([by_id[s] for s in embeddings.study_ids], queries)
+    scores = query_scores(model, tokenizer, embeddings.images.image_vectors, [q for q, _, _ in queries], device)
     precision, top = precision_at_k(scores, relevant, k)
     rows = [dict(query=q, type=kind, side=side, precision=float(p), prevalence=float(relevant[:, i].mean()),
-                 relevant=int(relevant[:, i].sum()), top=[embeddings["study_ids"][j] for j in top[i]],
+                 relevant=int(relevant[:, i].sum()), top=[embeddings.study_ids[j] for j in top[i]],
                  top_relevant=relevant[top[i], i].tolist())
             for i, ((q, kind, side), p) in enumerate(zip(queries, precision, strict=True))]
-    return {"k": k, "scoring": "global", "images": len(embeddings["study_ids"]), "queries": rows,
+    return {"k": k, "scoring": "global", "images": len(embeddings.study_ids), "queries": rows,
             "mean_precision": float(precision.mean()), "mean_prevalence": float(relevant.mean(axis=0).mean())}

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 from ..data.tokenizer import sentence_of_words, split_words
-from ..models.similarity import MAP_KINDS, spread_to_words
+from ..models.similarity import MAP_KINDS, spread_to_words, valid_words
 from .intervals import paired_bootstrap
 
 log = logging.getLogger(__name__)
@@ -427,10 +427,10 @@ def word_maps_for(model, tokenizer, regions: torch.Tensor, pairs: list[tuple[int
         text_side = embed_reports(model, tokenizer, [t for _, t in chunk], device)
         rows = torch.tensor([r for r, _ in chunk])
         with torch.no_grad():
-            maps = model.similarity.maps(regions[rows].to(device), text_side["words"].to(device),
-                                         text_side["lengths"].to(device), kind=kind)
-        maps = spread_to_words(maps, text_side["units"].to(device))
-        out += [m[:n].float().cpu() for m, n in zip(maps, text_side["lengths"].tolist(), strict=True)]
+            maps = model.similarity.maps(regions[rows].to(device), text_side.words.to(device),
+                                         text_side.lengths.to(device), kind, text_side.word_mask.to(device))
+        maps = spread_to_words(maps, text_side.units.to(device))
+        out += [m[:n].float().cpu() for m, n in zip(maps, text_side.lengths.tolist(), strict=True)]
     return out
 
 
@@ -450,17 +450,19 @@ _SIDE_WORDS = re.compile(r"\b(left|right)\b", flags=re.IGNORECASE)
 
 
 def region_owners(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
-                  texts: list[str], sentences: bool = False) -> tuple[torch.Tensor, Counter]:
+                  texts: list[str], sentences: bool = False,
+                  word_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Counter]:
     """Who claims each region in the alpha attention's softmax over words. Taught in notebook 11.
 
     regions (B, R, D), words (B, L, D), lengths (B,) of paired images and reports, ``texts`` the
     reports. A region's *owner* is the word with the largest dot product, the winner of the softmax
     over words. Returns the owner's share of that softmax for every region of every pair (a flat
     (B * R,) tensor; 1 = the region belongs to one word alone) and a Counter of regions owned per
-    word. Zero word vectors (words left out of the local score) own nothing. ``sentences=True``
+    word. The words ``word_mask`` (B, L) leaves out of the local score own nothing. ``sentences=True``
     (a model with ``model.text.local_units=sentences``) names each owner by its whole sentence.
     """
     shares, owned = [], Counter()
+    valid = valid_words(lengths, words.shape[1], word_mask)
     for b, text in enumerate(texts):
         n = int(lengths[b])
         names = ([w for w, _ in split_words(text)] + ["[SEP]"])[:n]
@@ -468,7 +470,7 @@ def region_owners(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Ten
             of_word = sentence_of_words(text)
             names = [" ".join(w for w, s in zip(names, of_word, strict=False) if s == of_word[k])
                      if k < len(of_word) else name for k, name in enumerate(names)]
-        keep = words[b, :n].ne(0).any(dim=1)
+        keep = valid[b, :n]
         over_words = (words[b, :n][keep].float() @ regions[b].float().T).softmax(dim=0)   # (n', R)
         shares.append(over_words.max(dim=0).values)
         kept = [w for w, k in zip(names, keep.tolist(), strict=True) if k]

@@ -22,13 +22,12 @@ import math
 import numpy as np
 import torch
 
-from ..config import ScoreConfig
+from ..config import RELEVANCES, SCORINGS
 from ..data.tokenizer import split_words
 from ..device import as_numpy
+from ..models.similarity import Similarity, global_similarity
 
 DIRECTIONS = ("image->report", "report->image")
-SCORINGS = ("global", "local", "combined")
-RELEVANCES = ("instance", "dedup", "label")
 POOL_MODES = ("full", "random", "blocks")
 
 
@@ -155,52 +154,34 @@ def relevance_matrix(kind: str, texts=None, labels=None, n: int | None = None) -
 # ----------------------------------------------------------------------------- scoring
 
 
-def similarity_matrix(image_side: dict, text_side: dict, scoring: str = "global", combined_weight: float = 0.5,
-                      score: ScoreConfig | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(I, T) image-by-text scores through the shared similarity module (models.similarity).
+def similarity_matrix(images, reports, scoring: str = "global", similarity: Similarity | None = None,
+                      combined_weight: float = 0.5, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(I, T) image-by-text scores, through the model's own :class:`Similarity` (``model.similarity``).
 
-    image_side: ``image_vectors`` (I, D) and, for local scoring, ``regions`` (I, R, D) and the
-    model's ``null_region`` (D,) if it has one (embed_dataset records it).
-    text_side: ``report_vectors`` (T, D) and, for local scoring, ``words`` (T, L, D) and ``lengths`` (T,).
-    ``score``: the model's ``model.similarity.score`` (gamma1, gamma2, chunk size), needed by local
-    and combined scoring. ``combined`` = (1 - w) * S_g + w * S_w / gamma2: S_w / gamma2 is a soft
-    maximum of word cosines, so both terms are on the cosine scale. local_similarity scores blocks of
-    ``chunk_size`` images x ``chunk_size`` reports, so memory stays bounded on a GPU. Returns a CPU
-    float tensor.
+    images: ``ImageEmbeddings`` (``image_vectors`` (I, D), ``regions`` (I, R, D) for local scoring);
+    reports: ``ReportEmbeddings`` (``report_vectors`` (T, D); ``words``, ``lengths`` and
+    ``word_mask`` for local scoring). Local and combined scoring need ``similarity``, which holds
+    gamma1, gamma2, the chunk size and the null region; global cosines need no settings.
+    ``Similarity.scores`` scores blocks of ``chunk_size`` images x ``chunk_size`` reports, so memory
+    stays bounded on a GPU. Returns a CPU float tensor.
     """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring {scoring!r}: use one of {SCORINGS}")
+    if similarity is None and scoring != "global":
+        raise ValueError(f"{scoring} scoring needs the model's similarity: pass similarity=model.similarity")
     device = torch.device(device)
-    if scoring == "global":
-        return _global(image_side, text_side, device)
-    if score is None:
-        raise ValueError(f"{scoring} scoring needs the model's score settings: pass score=model.similarity.score")
-    local = _local(image_side, text_side, score, device)
-    if scoring == "local":
-        return local
-    glob = _global(image_side, text_side, device)
-    return (1.0 - combined_weight) * glob + combined_weight * local / score.gamma2
-
-
-def _global(image_side, text_side, device) -> torch.Tensor:
-    from ..models.similarity import global_similarity
-
+    images, reports = _on(images, device), _on(reports, device)
     with torch.no_grad():
-        sim = global_similarity(image_side["image_vectors"].to(device), text_side["report_vectors"].to(device))
+        if similarity is None:
+            sim = global_similarity(images.image_vectors, reports.report_vectors)
+        else:
+            sim = similarity.scores(images, reports, scoring, combined_weight)
     return sim.float().cpu()
 
 
-def _local(image_side, text_side, score: ScoreConfig, device) -> torch.Tensor:
-    from ..models.similarity import local_similarity
-
-    lengths = text_side["lengths"]
-    null = image_side.get("null_region")
-    with torch.no_grad():
-        sim = local_similarity(image_side["regions"].to(device), text_side["words"][:, : int(lengths.max())].to(device),
-                               lengths.to(device), gamma1=score.gamma1, gamma2=score.gamma2,
-                               chunk_size=score.chunk_size, word_softmax=score.word_softmax,
-                               null_region=None if null is None else null.to(device))
-    return sim.float().cpu()
+def _on(embeddings, device):
+    """A NamedTuple of tensors (None fields kept) moved to ``device``."""
+    return embeddings._replace(**{k: v.to(device) for k, v in embeddings._asdict().items() if torch.is_tensor(v)})
 
 
 # ----------------------------------------------------------------------------- pools
@@ -256,28 +237,28 @@ def perfect_similarity(texts) -> np.ndarray:
 def evaluate_retrieval(embeddings: dict, scorings=("global",), relevances=("instance",), directions=DIRECTIONS,
                        pool_mode: str = "full", pool_size: int | None = None, num_pools: int | None = None,
                        ks=(1, 5, 10), seed: int = 0, include_ceiling: bool = True, combined_weight: float = 0.5,
-                       score: ScoreConfig | None = None, device: str | torch.device = "cpu") -> list[dict]:
+                       similarity: Similarity | None = None, device: str | torch.device = "cpu") -> list[dict]:
     """Retrieval rows, one per (direction, scoring, relevance), each recording its protocol.
 
-    embeddings: the dict of :func:`joimternet_lite.evaluate.embed.embed_dataset` (row i = study i,
-    one image per study). ``score`` (``model.similarity.score``) is needed for local and combined
-    scorings. Each row holds direction, scoring, relevance, pool, pool_size, num_pools,
+    embeddings: the :class:`~joimternet_lite.evaluate.embed.DatasetEmbeddings` of ``embed_dataset``
+    (row i = study i, one image per study). ``similarity`` (``model.similarity``) is needed for local
+    and combined scorings. Each row holds direction, scoring, relevance, pool, pool_size, num_pools,
     n (queries per pool), seed, then R@k, median_rank, mean_rank, mrr (averaged over pools).
     With include_ceiling, scorings ``ceiling`` (a perfect model, ties against) and
     ``ceiling_random_ties`` (its expectation under random tie-breaking) are added.
     """
-    n = len(embeddings["study_ids"])
+    n = len(embeddings.study_ids)
     pools = pool_indices(n, pool_size, num_pools, pool_mode, seed)
     protocol = dict(pool=pool_mode if pool_size else "full", pool_size=len(pools[0]), num_pools=len(pools),
                     n=len(pools[0]), seed=seed)
-    relevance = {r: relevance_matrix(r, embeddings.get("texts"), embeddings.get("labels"), n) for r in relevances}
-    scores = {s: similarity_matrix(embeddings, embeddings, s, combined_weight, score, device=device).numpy()
-              for s in scorings}
+    relevance = {r: relevance_matrix(r, embeddings.texts, embeddings.labels, n) for r in relevances}
+    scores = {s: similarity_matrix(embeddings.images, embeddings.reports, s, similarity, combined_weight,
+                                   device).numpy() for s in scorings}
     rows = []
     for scoring, sim in scores.items():
         rows += _rows_for(sim, relevance, pools, directions, ks, dict(protocol, scoring=scoring))
     if include_ceiling:
-        perfect = perfect_similarity(embeddings["texts"])
+        perfect = perfect_similarity(embeddings.texts)
         rows += _rows_for(perfect, relevance, pools, directions, ks, dict(protocol, scoring="ceiling"))
         rows += _rows_for(perfect, relevance, pools, directions, ks, dict(protocol, scoring="ceiling_random_ties"),
                           expected_ties=True)

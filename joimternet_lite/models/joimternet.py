@@ -1,8 +1,10 @@
 """JoImTeRNet: the image tower, the text tower and the similarity module in one nn.Module.
 
-Taught in notebook 06. ``forward`` returns the dict the loss reads (docs/ARCHITECTURE.md):
-regions (B, R, D), image_vectors (B, D), words (B, L - 1, D), lengths (B,), report_vectors (B, D),
-``units`` (B, L - 1) with sentence units, and ``null_region`` (D,) when the opt-out region is on.
+Taught in notebook 06. ``forward`` returns the :class:`~joimternet_lite.models.outputs.ModelOutput`
+the loss reads: regions (B, R, D), image_vectors (B, D), words (B, L - 1, D), lengths (B,),
+report_vectors (B, D), ``units`` (B, L - 1) with sentence units, and ``word_mask`` (B, L - 1).
+``get_image_features`` / ``get_text_features`` give the global vectors alone, where an engineer who
+knows CLIP looks for them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..hub import PretrainedMixin
 from .image_encoder import ImageOutput, build_image_encoder
+from .outputs import ModelOutput
 from .similarity import Similarity
 from .text_encoder import TextEncoder, TextOutput
 
@@ -45,15 +48,22 @@ class JoImTeRNet(PretrainedMixin, nn.Module):
         out = self.text_encoder(input_ids, attention_mask, word_ids, sentence_ids)
         return out._replace(words=self.similarity.local_words(out.words))
 
+    def get_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 1, H, W) -> the global image vectors (B, D), not normalised (as CLIP's)."""
+        return self.encode_images(images).image_vectors
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          word_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) ids and mask -> the global report vectors (B, D), not normalised (as CLIP's)."""
+        return self.text_encoder.report_vectors(input_ids, attention_mask, word_ids)
+
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None,
-                ) -> dict[str, torch.Tensor]:
+                word_ids: torch.Tensor | None = None, sentence_ids: torch.Tensor | None = None) -> ModelOutput:
+        """Both towers on B pairs: images (B, 1, H, W), input_ids and attention_mask (B, L) -> ModelOutput."""
+        image = self.encode_images(images)
         text = self.encode_texts(input_ids, attention_mask, word_ids, sentence_ids)
-        out = {**self.encode_images(images)._asdict(),
-               **{k: v for k, v in text._asdict().items() if v is not None}}
-        if self.similarity.null_region is not None:
-            out["null_region"] = self.similarity.null_region
-        return out
+        return ModelOutput(image.image_vectors, text.report_vectors, image.regions, text.words, text.lengths,
+                           text.units, text.word_mask)
 
     @classmethod
     def build_from_config(cls, cfg, vocab_size: int) -> JoImTeRNet:

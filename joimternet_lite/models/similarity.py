@@ -12,8 +12,10 @@ v_j (j = 1..R) and a report with word vectors e_i (i = 1..n):
 4. c_i = sum_j alpha_ij v_j;
 5. S_w = log sum_i exp(gamma2 * cos(c_i, e_i)).
 
-Padding words never count, nor does a word whose vector is exactly zero: the text tower zeroes
-the words that ``model.text.local_words`` leaves out of the local score (notebook 11).
+Padding words never count. ``word_mask`` (T, L) bool, when given, marks the word rows that enter
+the score: the text tower leaves out the words that ``model.text.local_words`` drops, and with
+sentence units every row but a sentence's first (notebook 11). Without it every word within
+``lengths`` counts, a zero vector included, as in the authors' ``words_loss``.
 
 The fast path :func:`local_similarity` is exact and never builds the (images, reports, words,
 dim) tensor of the context vectors c_i: with G = V V^T, the region Gram matrix of an image,
@@ -43,8 +45,10 @@ step 2 is skipped: alpha_ij = softmax over the regions j of gamma1 * s_ij. Each 
 for its own evidence, and the words every report shares can no longer own the regions.
 
 gamma1, gamma2, the chunk size and the cosine scale come from one
-:class:`~joimternet_lite.config.ScoreConfig`, which the model's :class:`Similarity` holds
-(``model.similarity.score``); the plain functions default to its values.
+:class:`~joimternet_lite.config.ScoreConfig`, which the model's :class:`Similarity` holds with its
+null region. :class:`Similarity` is the one scoring route: the loss, retrieval, inference,
+grounding and classification all ask ``model.similarity`` for global, local and combined scores
+and for maps. The plain functions below are what it calls (notebooks 05 and 06 build them).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import ScoreConfig
+from ..config import SCORINGS, ScoreConfig
 
 MAP_KINDS = ("alpha", "raw", "sparc", "blind")  # word_region_maps' kinds; blind reads no word
 EPS = 1e-8  # cosine denominators: max(||x||, EPS), as torch.nn.functional.cosine_similarity
@@ -100,17 +104,20 @@ def local_similarity(
     null_region: torch.Tensor | None = None,
     recompute: bool | None = None,
     word_softmax: bool = ScoreConfig.word_softmax,
+    word_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """S_w of every image with every report, exact and chunked.
 
     regions (I, R, D); words (T, L, D) with word k of report t at ``words[t, k]``; lengths (T,)
-    long, the number of valid words of each report. Returns (I, T) in at least float32.
+    long, the number of valid words of each report; ``word_mask`` (T, L) bool, the rows that enter
+    the score (default: all valid words). Returns (I, T) in at least float32.
 
     ``chunk_size`` bounds a block to chunk_size images x chunk_size reports: working memory is
     about 6 x chunk_size^2 x L x (R + 1) floats. ``recompute`` (default: when autograd needs the
     result and there is more than one block) recomputes each block in the backward pass.
     """
     _check_local_inputs(regions, words, lengths)
+    valid = valid_words(lengths, words.shape[1], word_mask)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     regions = _with_null_region(regions, null_region)
@@ -126,36 +133,35 @@ def local_similarity(
     rows = []
     for start in range(0, num_images, chunk_size):
         image_chunk = regions[start:start + chunk_size]
-        row = [_score_report_block(image_chunk, words, lengths, idx, (gamma1, gamma2, word_softmax), recompute)
-               for idx in report_blocks]
+        row = [_score_report_block(image_chunk, words, valid, lengths, idx, (gamma1, gamma2, word_softmax),
+                                   recompute) for idx in report_blocks]
         rows.append(torch.cat(row, dim=1))
     return torch.cat(rows, dim=0).index_select(1, torch.argsort(order))
 
 
-def _score_report_block(regions, words, lengths, idx, settings, recompute):
-    block_lengths = lengths[idx]
-    max_len = max(int(block_lengths.max()), 1)  # an all-empty block still needs one column
+def _score_report_block(regions, words, valid, lengths, idx, settings, recompute):
+    max_len = max(int(lengths[idx].max()), 1)  # an all-empty block still needs one column
+    block_valid = valid[idx, :max_len]
     if recompute:
         # The gather runs inside the checkpoint: a gathered copy saved per (image chunk, report
         # block) would grow as B^2 / chunk. The block draws no random numbers: no RNG state kept.
-        return checkpoint(_gathered_block_scores, regions, words, idx, max_len, block_lengths, settings,
+        return checkpoint(_gathered_block_scores, regions, words, idx, max_len, block_valid, settings,
                           use_reentrant=False, preserve_rng_state=False)
-    return _gathered_block_scores(regions, words, idx, max_len, block_lengths, settings)
+    return _gathered_block_scores(regions, words, idx, max_len, block_valid, settings)
 
 
-def _gathered_block_scores(regions, words, idx, max_len, lengths, settings):
-    return _block_scores(regions, words[idx, :max_len], lengths, *settings)
+def _gathered_block_scores(regions, words, idx, max_len, valid, settings):
+    return _block_scores(regions, words[idx, :max_len], valid, *settings)
 
 
-def _block_scores(regions, words, lengths, gamma1, gamma2, word_softmax=True):
-    """S_w for every pair of a block: regions (Ic, R, D), words (Tc, L, D) -> (Ic, Tc).
+def _block_scores(regions, words, valid, gamma1, gamma2, word_softmax=True):
+    """S_w for every pair of a block: regions (Ic, R, D), words (Tc, L, D), valid (Tc, L) -> (Ic, Tc).
 
     Layout (Ic, R, Tc, L): the scores are one GEMM and the Gram product one batched matmul, with
     no permuted copies.
     """
     dtype = torch.promote_types(regions.dtype, torch.float32)
     (num_images, num_regions, dim), (num_reports, max_len, _) = regions.shape, words.shape
-    valid = word_mask(words, lengths)
     empty = ~valid.any(dim=-1)
     first = torch.arange(max_len, device=words.device) == 0
     safe_valid = valid | (empty[:, None] & first)             # an empty report scores one dummy word
@@ -186,6 +192,7 @@ def word_region_maps(
     *,
     null_region: torch.Tensor | None = None,
     word_softmax: bool = ScoreConfig.word_softmax,
+    word_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Word-to-region maps of paired items: regions (B, R, D), words (B, L, D) -> (B, L, R).
 
@@ -196,7 +203,7 @@ def word_region_maps(
     every word; a raw map points where a long region vector is, so the two together show how much
     of a raw map's pointing needs the words (notebook 11). ``sparc``: the sparse weights of
     :func:`sparc_weights`, those the fine-grained loss trains (``loss.weight_fine_grained``).
-    Rows of padding and of zero word vectors (words left out of the local score) are 0.
+    Rows of padding and of the words ``word_mask`` (B, L) leaves out of the local score are 0.
     """
     _check_local_inputs(regions, words, lengths)
     if regions.shape[0] != words.shape[0]:
@@ -204,7 +211,7 @@ def word_region_maps(
                          f"and {words.shape[0]} reports")
     num_regions = regions.shape[1]
     dtype = torch.promote_types(regions.dtype, torch.float32)
-    valid = word_mask(words, lengths)
+    valid = valid_words(lengths, words.shape[1], word_mask)
     if kind == "alpha":
         extended = _with_null_region(regions, null_region)
         scores = torch.einsum("brd,bld->blr", extended, words).to(dtype)
@@ -254,14 +261,15 @@ def local_similarity_reference(
     *,
     null_region: torch.Tensor | None = None,
     word_softmax: bool = ScoreConfig.word_softmax,
+    word_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """S_w by a plain loop over pairs, step by step as the module docstring. Slow: for tests only."""
     regions = _with_null_region(regions, null_region)
+    keep = torch.ones(words.shape[:2], dtype=torch.bool) if word_mask is None else word_mask.cpu()
     scores = []
     for image in regions:                                   # (R, D)
-        for report, n in zip(words, lengths.tolist(), strict=True):
-            e = report[:n]
-            e = e[e.ne(0).any(dim=1)]                       # (n, D) without zero vectors (left out)
+        for report, n, kept in zip(words, lengths.tolist(), keep, strict=True):
+            e = report[:n][kept[:n].to(report.device)]      # (n, D) without the words left out
             if e.shape[0] == 0:
                 scores.append(image.new_tensor(EMPTY_REPORT_SCORE, dtype=torch.promote_types(image.dtype, torch.float32)))
                 continue
@@ -276,8 +284,9 @@ def local_similarity_reference(
 
 class Similarity(nn.Module):
     """The model's scoring: its :class:`ScoreConfig` and, when ``null_region`` is on, the learnable
-    null region vector (D,). Losses, retrieval, grounding maps and figures all score with
-    ``model.similarity.score``. Taught in notebook 06.
+    null region vector (D,). The one route by which the loss, retrieval, inference, grounding and
+    classification score pairs and draw maps: each is given ``model.similarity`` and calls it.
+    Taught in notebook 06.
     """
 
     def __init__(self, embed_dim: int, score: ScoreConfig, null_region: bool = False):
@@ -299,20 +308,41 @@ class Similarity(nn.Module):
         return F.normalize(words, dim=-1, eps=EPS) * self.score.cosine_scale
 
     def global_scores(self, image_vectors: torch.Tensor, report_vectors: torch.Tensor) -> torch.Tensor:
-        """(I, D), (T, D) -> (I, T) cosines."""
+        """S_g: (I, D), (T, D) -> (I, T) cosines."""
         return global_similarity(image_vectors, report_vectors)
 
-    def local_scores(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(I, R, D), (T, L, D), (T,) -> (I, T) S_w."""
+    def local_scores(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
+                     word_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """S_w: (I, R, D), (T, L, D), (T,), optional (T, L) bool -> (I, T), with the model's
+        gamma1, gamma2, chunk size, word softmax and null region."""
+        null = None if self.null_region is None else self.null_region.to(regions.device)
         return local_similarity(regions, words, lengths, self.score.gamma1, self.score.gamma2,
-                                self.score.chunk_size, null_region=self.null_region,
-                                word_softmax=self.score.word_softmax)
+                                self.score.chunk_size, null_region=null, word_softmax=self.score.word_softmax,
+                                word_mask=word_mask)
 
-    def maps(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor,
-             kind: str = "alpha") -> torch.Tensor:
+    def scores(self, images, reports, scoring: str = "global", combined_weight: float = 0.5) -> torch.Tensor:
+        """(I, T) scores of ``images`` (``image_vectors`` (I, D), ``regions`` (I, R, D)) against
+        ``reports`` (``report_vectors`` (T, D), ``words`` (T, L, D), ``lengths`` (T,), ``word_mask``),
+        e.g. ``ImageEmbeddings`` and ``ReportEmbeddings``. ``global`` S_g, ``local`` S_w, or
+        ``combined`` = (1 - w) * S_g + w * S_w / gamma2: S_w / gamma2 is a soft maximum of word
+        cosines, so both terms are on the cosine scale. Local reads only the regions and words.
+        """
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring {scoring!r}: use one of {SCORINGS}")
+        if scoring == "global":
+            return self.global_scores(images.image_vectors, reports.report_vectors)
+        local = self.local_scores(images.regions, reports.words, reports.lengths, reports.word_mask)
+        if scoring == "local":
+            return local
+        glob = self.global_scores(images.image_vectors, reports.report_vectors)
+        return (1.0 - combined_weight) * glob + combined_weight * local / self.score.gamma2
+
+    def maps(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor, kind: str = "alpha",
+             word_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Paired word-to-region maps (B, L, R); see :func:`word_region_maps`."""
-        return word_region_maps(regions, words, lengths, kind, self.score.gamma1, null_region=self.null_region,
-                                word_softmax=self.score.word_softmax)
+        null = None if self.null_region is None else self.null_region.to(regions.device)
+        return word_region_maps(regions, words, lengths, kind, self.score.gamma1, null_region=null,
+                                word_softmax=self.score.word_softmax, word_mask=word_mask)
 
 
 def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -> torch.Tensor:
@@ -324,18 +354,15 @@ def _with_null_region(regions: torch.Tensor, null_region: torch.Tensor | None) -
     return torch.cat([regions, null], dim=1)
 
 
-def word_mask(words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(T, L) bool: the word rows that enter the local score (within ``lengths``, not zeroed)."""
-    return _valid_mask(lengths, words.shape[1]) & _nonzero_words(words)
-
-
-def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
-
-
-def _nonzero_words(words: torch.Tensor) -> torch.Tensor:
-    """(T, L) bool: the word vectors that are not exactly zero (zero = left out of the local score)."""
-    return words.detach().ne(0).any(dim=-1)
+def valid_words(lengths: torch.Tensor, max_len: int, word_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(T, max_len) bool: the word rows that enter the local score, those within ``lengths`` (T,)
+    and, when given, marked by ``word_mask`` (T, >= max_len) bool."""
+    valid = torch.arange(max_len, device=lengths.device) < lengths[:, None]
+    if word_mask is None:
+        return valid
+    if word_mask.shape[0] != lengths.shape[0] or word_mask.shape[1] < max_len:
+        raise ValueError(f"word_mask has shape {tuple(word_mask.shape)}, expected ({lengths.shape[0]}, {max_len})")
+    return valid & word_mask[:, :max_len].to(device=lengths.device, dtype=torch.bool)
 
 
 def _empty_scores(regions, words, num_images, num_reports):

@@ -1,7 +1,8 @@
 """The text tower: word vectors, a report vector, and the masked-language-model head.
 
 Taught in notebook 04. ``TextEncoder.forward(input_ids, attention_mask, word_ids=None, sentence_ids=None)``
-returns ``TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D), units)`` for both encoders:
+returns ``TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D), units, word_mask)`` for
+both encoders:
 
 - word level (the authors'): a ``transformers`` BertModel built from a BertConfig (3 layers, 512
   hidden, 8 heads, 2048 intermediate) over the word vocabulary of ``data/tokenizer.py``. Word
@@ -9,15 +10,15 @@ returns ``TextOutput(words (B, L - 1, D), lengths (B,), report_vectors (B, D), u
   lengths = attention_mask.sum(1) - 1. The report vector is Linear_s(h_[CLS]), or Linear_s of the
   masked mean of the word states when ``pool="mean"``.
 - ``local_words`` other than ``all`` (word level only): the words it leaves out of the local score
-  (:func:`~joimternet_lite.data.tokenizer.local_excluded_ids`, e.g. "the", "is", "no") get a zero
-  word vector, which the local score treats as absent, like padding; they still shape the report
-  vector. The excluded ids are a buffer filled from the tokenizer by :meth:`TextEncoder.set_vocabulary`
+  (:func:`~joimternet_lite.data.tokenizer.local_excluded_ids`, e.g. "the", "is", "no") are False in
+  ``TextOutput.word_mask`` (B, L - 1), which the local score and its maps read; they still shape
+  the report vector. The excluded ids are a buffer filled from the tokenizer by :meth:`TextEncoder.set_vocabulary`
   and saved with the weights. Taught in notebook 11.
 - ``local_units="sentences"``: phrase-level matching. The word vectors of each sentence (the
   ``sentence_ids`` of :func:`~joimternet_lite.data.tokenizer.tokenize_reports`; the separator and
   words left out by ``local_words`` take no part) are averaged into one sentence vector, stored at
-  the position of the sentence's first word; the other positions are zero, so the local score and
-  its maps see one unit per sentence and word positions keep their meaning. ``TextOutput.units``
+  the position of the sentence's first word; the other positions are zero and out of ``word_mask``,
+  so the local score and its maps see one unit per sentence and word positions keep their meaning. ``TextOutput.units``
   (B, L - 1) gives, for each word position, the position that holds its sentence's vector, so a
   word's map is its sentence's map. Taught in notebook 11.
 - pretrained sub-word encoder from a local folder (``pretrained_path``, e.g. a BERT or RoBERTa
@@ -49,6 +50,7 @@ class TextOutput(NamedTuple):
     lengths: torch.Tensor         # (B,) long
     report_vectors: torch.Tensor  # (B, D)
     units: torch.Tensor | None = None  # (B, L - 1) long with local_units=sentences: where word k's vector went
+    word_mask: torch.Tensor | None = None  # (B, L - 1) bool: the rows that enter the local score (None: all valid)
 
 
 class MLMHead(nn.Module):
@@ -110,25 +112,39 @@ class TextEncoder(nn.Module):
         """input_ids, attention_mask (B, L) long; word_ids (B, L) only for a pretrained encoder;
         sentence_ids (B, L - 1) only with ``local_units="sentences"``."""
         states = self.states(input_ids, attention_mask)
-        if word_ids is None:
-            if self.pretrained:
-                raise ValueError("a pretrained sub-word encoder needs word_ids: build the batch with "
-                                 "joimternet_lite.data.tokenizer.tokenize_reports(tokenizer, texts) and the "
-                                 "folder's tokenizer (load_pretrained_tokenizer)")
-            word_states = states[:, 1:]
-            lengths = attention_mask.sum(dim=1) - 1
-        else:
-            word_states, lengths = pool_subwords(states, word_ids)
+        word_states, lengths = self._word_states(states, attention_mask, word_ids)
         valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
         local = self._local_mask(input_ids, valid)
-        words, units = self.word_proj(word_states) * local[..., None], None
+        words, units, word_mask = self.word_proj(word_states) * valid[..., None], None, local
         if self.local_units == "sentences":
-            words, units = sentence_vectors(words, self._sentences(sentence_ids, local))
+            sentences = self._sentences(sentence_ids, local)
+            words, units = sentence_vectors(words, sentences)
+            word_mask = sentence_rows(units, sentences)
+        report = self._report_vectors(states, word_states, valid, lengths)
+        return TextOutput(words, lengths, report, units, word_mask)
+
+    def report_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       word_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The report vectors (B, D) alone, as ``forward`` computes them."""
+        states = self.states(input_ids, attention_mask)
+        word_states, lengths = self._word_states(states, attention_mask, word_ids)
+        valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
+        return self._report_vectors(states, word_states, valid, lengths)
+
+    def _word_states(self, states, attention_mask, word_ids):
+        """(B, L, H) states -> word states (B, L - 1, H) and lengths (B,)."""
+        if word_ids is not None:
+            return pool_subwords(states, word_ids)
+        if self.pretrained:
+            raise ValueError("a pretrained sub-word encoder needs word_ids: build the batch with "
+                             "joimternet_lite.data.tokenizer.tokenize_reports(tokenizer, texts) and the "
+                             "folder's tokenizer (load_pretrained_tokenizer)")
+        return states[:, 1:], attention_mask.sum(dim=1) - 1
+
+    def _report_vectors(self, states, word_states, valid, lengths):
         if self.pool == "cls":
-            report = states[:, 0]
-        else:
-            report = (word_states * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None]
-        return TextOutput(words, lengths, self.report_proj(report), units)
+            return self.report_proj(states[:, 0])
+        return self.report_proj((word_states * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None])
 
     def _sentences(self, sentence_ids: torch.Tensor | None, local: torch.Tensor) -> torch.Tensor:
         """(B, L - 1): each word's sentence, -1 for words outside the local score."""
@@ -188,6 +204,12 @@ def sentence_vectors(words: torch.Tensor, sentence_ids: torch.Tensor) -> tuple[t
     positions = torch.arange(words.shape[1], device=words.device).expand_as(sentence_ids)
     units = torch.where(sentence_ids >= 0, first.gather(1, sentence_ids.clamp_min(0)), positions)
     return pooled, units
+
+
+def sentence_rows(units: torch.Tensor, sentence_ids: torch.Tensor) -> torch.Tensor:
+    """(B, W) bool: the rows that hold a sentence vector, from :func:`sentence_vectors`' units and
+    the (B, W) sentence ids (-1: no sentence). A word outside every sentence marks nothing."""
+    return torch.zeros_like(sentence_ids, dtype=torch.bool).scatter(1, units, sentence_ids >= 0)
 
 
 def pool_subwords(states: torch.Tensor, word_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
