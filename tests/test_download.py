@@ -13,7 +13,6 @@ from joimternet_lite.data.download import (
     DownloadError,
     UnsafeArchiveError,
     download,
-    physionet_auth,
     safe_extract,
 )
 from joimternet_lite.data.errors import SourceError
@@ -136,19 +135,6 @@ def test_good_tar_and_zip_extract_idempotently(tmp_path):
         zf.writestr("../escape.txt", "z")
     with pytest.raises(UnsafeArchiveError, match="'..'"):
         safe_extract(tmp_path / "bad.zip", tmp_path / "zout")
-
-
-def test_physionet_credentials_from_env_or_netrc(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("PHYSIONET_USERNAME", raising=False)
-    monkeypatch.delenv("PHYSIONET_PASSWORD", raising=False)
-    assert physionet_auth() is None
-    (tmp_path / ".netrc").write_text("machine physionet.org login alice password s3cret\n")
-    (tmp_path / ".netrc").chmod(0o600)
-    assert physionet_auth() == ("alice", "s3cret")
-    monkeypatch.setenv("PHYSIONET_USERNAME", "bob")
-    monkeypatch.setenv("PHYSIONET_PASSWORD", "pw")
-    assert physionet_auth() == ("bob", "pw")
 
 
 @pytest.mark.parametrize("kind", ["tar", "zip"])

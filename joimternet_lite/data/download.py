@@ -4,16 +4,14 @@ Taught in notebook 12. ``download`` fetches a URL into a ``.part`` file, resumes
 ``Range`` request after a cut connection, shows a tqdm byte bar, checks the sha256 and only then
 renames it into place; a file already present and verified is not fetched again. ``safe_extract``
 unpacks tar/zip archives member by member and refuses anything that could land outside the target:
-absolute paths, ``..``, symbolic or hard links, device files and FIFOs.
-
-Credentials (PhysioNet) are read from the environment or ``~/.netrc`` only, never from the command
-line, and never printed.
+absolute paths, ``..``, symbolic or hard links, device files and FIFOs. MIMIC-CXR is never
+downloaded here: PhysioNet needs the user's own credentialed account (``prepare mimic-cxr`` prints
+the steps).
 """
 
 from __future__ import annotations
 
 import hashlib
-import netrc
 import os
 import shutil
 import tarfile
@@ -176,16 +174,3 @@ def _copy_stream(src, dest: Path) -> None:
     """Write to a temporary name and rename, so an interrupted extraction never leaves half a file."""
     with atomic_path(dest) as tmp, open(tmp, "wb") as out:
         shutil.copyfileobj(src, out, CHUNK)
-
-
-def physionet_auth() -> tuple[str, str] | None:
-    """PhysioNet credentials from ``PHYSIONET_USERNAME`` / ``PHYSIONET_PASSWORD`` or ``~/.netrc``
-    (machine physionet.org). Never from the command line, never logged."""
-    user, password = os.environ.get("PHYSIONET_USERNAME"), os.environ.get("PHYSIONET_PASSWORD")
-    if user and password:
-        return user, password
-    try:
-        entry = netrc.netrc().authenticators("physionet.org")
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return None
-    return (entry[0], entry[2]) if entry else None
