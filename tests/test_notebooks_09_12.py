@@ -2,6 +2,7 @@
 package on tiny inputs, so the notebooks and the package cannot drift apart."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import nbformat
@@ -233,3 +234,51 @@ def test_openi_parser_matches_package(nb12, tmp_path):
     for findings, impression in (("Clear lungs.", "Normal."), ("", "Normal."), ("", "")):
         assert nb12.openi_training_text(findings, impression) == pkg_openi.study_text(
             findings, impression, "findings_or_impression")
+
+
+# --- the workshop: one run time per notebook, and the models trained before the session ----------
+
+ROOT = NOTEBOOKS.parent
+
+
+def header_times(name: str) -> tuple[str, str | None, str | None]:
+    """(CPU time, measured seconds or None, GPU estimate or None) from a notebook's first cell."""
+    header = nbformat.read(str(NOTEBOOKS / f"{name}.ipynb"), as_version=4).cells[0].source
+    cpu = re.search(r"Run time(?: \(full mode\))?: (\d+ (?:min|s))", header).group(1)
+    measured = re.search(r"measured: (\d+ s)", header)
+    gpu = re.search(r"On one GPU: (\d+ min) \(estimated\)", header)
+    return cpu, measured and measured.group(1), gpu and gpu.group(1)
+
+
+def readme_row(number: str) -> list[str]:
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| {number} |"))
+    return [cell.strip() for cell in row.strip("|").split(" | ")]
+
+
+@pytest.mark.parametrize("name", ["09_retrieval_evaluation", "10_multilabel_classification",
+                                  "11_attention_and_grounding", "12_real_data", "13_appendix_experiments"])
+def test_each_notebook_has_one_run_time_in_its_header_and_the_readme(name):
+    cpu, measured, gpu = header_times(name)
+    row = readme_row(name[:2])
+    assert row[3].startswith(cpu), (name, cpu, row[3])
+    if measured:
+        assert f"({measured} measured)" in row[3], (name, measured, row[3])
+    if gpu:
+        assert row[4] == gpu, (name, gpu, row[4])
+
+
+def test_the_workshop_runs_09_and_11_on_prepared_models_within_their_slots():
+    readme = (ROOT / "README.md").read_text()
+    assert "make workshop-prep" in readme and "workshop-prep:" in (ROOT / "Makefile").read_text()
+    prep = (NOTEBOOKS / "workshop_prep.py").read_text()
+    assert "course_run(settings" in prep and "paper_recipe_settings(course)" in prep   # the runs 09-11 load
+    slots = [line for line in readme.splitlines() if re.match(r"\| \d:\d\d–\d:\d\d \|", line)]
+    for number in ("09", "11"):
+        slot = next(line for line in slots if f"| {number} " in line)
+        start, end = re.match(r"\| (\d):(\d\d)–(\d):(\d\d)", slot).group(1, 2), re.match(
+            r"\| \d:\d\d–(\d):(\d\d)", slot).group(1, 2)
+        minutes = (int(end[0]) * 60 + int(end[1])) - (int(start[0]) * 60 + int(start[1]))
+        gpu = header_times(next(p.stem for p in NOTEBOOKS.glob(f"{number}_*.ipynb")))[2]
+        assert slot.rstrip(" |").split(" | ")[-1].startswith(gpu), slot
+        assert int(gpu.split()[0]) < minutes, (number, gpu, minutes)
+    assert slots[-1].split(" | ")[1].startswith("11"), "the route ends on notebook 11's fix"
