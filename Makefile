@@ -63,7 +63,7 @@ workshop-prep: $(STAMP)
 	$(PY) notebooks/workshop_prep.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench notebooks/run_notebooks.py notebooks/figures
+	$(VENV)/bin/ruff check joimternet_lite data_scripts tests bench notebooks/run_notebooks.py notebooks/workshop_prep.py notebooks/figures
 
 bench: $(STAMP)
 	$(PY) bench/local_similarity.py
