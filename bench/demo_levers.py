@@ -97,6 +97,7 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
     import torch
 
     from joimternet_lite import JoImTeRNet
+    from joimternet_lite.commands.pipeline import embed_split
     from joimternet_lite.config import load_config
     from joimternet_lite.data.dataset import load_training_data
     from joimternet_lite.evaluate.grounding import (
@@ -105,7 +106,6 @@ def owners_of_run(run_dir: Path, top: int = 5) -> dict:
         summarize_grounding,
         synthcxr_targets,
     )
-    from joimternet_lite.pipeline import embed_split
 
     cfg = load_config(str(run_dir / "config.yaml"))
     model = JoImTeRNet.from_pretrained(run_dir)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from joimternet_lite import checkpoint as ckpt
+from joimternet_lite.commands.pipeline import embed_split, untrained_model
 from joimternet_lite.config import load_config
 from joimternet_lite.data.dataset import load_training_data
 from joimternet_lite.data.openi import prepare_openi
@@ -47,8 +48,7 @@ from joimternet_lite.evaluate.classification import (
 from joimternet_lite.evaluate.embed import DatasetEmbeddings
 from joimternet_lite.evaluate.retrieval import evaluate_retrieval
 from joimternet_lite.markdown import markdown_table
-from joimternet_lite.pipeline import embed_split, untrained_model
-from joimternet_lite.train import train
+from joimternet_lite.training.train import train
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 # The ChestX-ray8 classes as CheXpert columns (Effusion -> Pleural Effusion, Infiltration -> Lung

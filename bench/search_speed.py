@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
+from joimternet_lite.commands.search import search_images
 from joimternet_lite.config import load_config
 from joimternet_lite.data.synthcxr import generate_synthcxr
 from joimternet_lite.data.tokenizer import build_tokenizer
 from joimternet_lite.inference import ImageTextInference
 from joimternet_lite.models.joimternet import JoImTeRNet, model_for
-from joimternet_lite.search import search_images
 
 EMBED_TARGET, SECOND_QUERY_TARGET = 50.0, 2.0
 

@@ -27,7 +27,7 @@ from joimternet_lite.data.cache import build_cache
 from joimternet_lite.data.synthcxr import generate_synthcxr
 from joimternet_lite.device import pick_device, to_device
 from joimternet_lite.distributed import DistInfo
-from joimternet_lite.train import (
+from joimternet_lite.training.train import (
     BatchStream,
     build_engine,
     load_data_and_model,

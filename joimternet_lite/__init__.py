@@ -11,7 +11,7 @@ The public API (typed signatures and a runnable example in docs/API.md):
 - :class:`ImageTextInference`: ``embed_images``, ``embed_reports``, ``similarity``, ``word_maps``,
   ``plot_word_maps`` (``joimternet_lite.inference``); :class:`InferenceError`;
 - :class:`ImageIndex` and :func:`search_images`: an on-disk embedding index of an image folder
-  (``joimternet_lite.search``); :class:`SearchError`;
+  (``joimternet_lite.commands.search``); :class:`SearchError`;
 - :func:`global_similarity`, :func:`local_similarity`, :func:`word_region_maps`,
   :func:`spread_to_words` (``joimternet_lite.models.similarity``);
 - ``joimternet_lite.evaluate.retrieval_metrics``; :func:`region_owners`, who wins each region in the
@@ -38,11 +38,11 @@ _EXPORTS = {
     "embed_dataset": "evaluate.embed",
     "Similarity": "models.similarity",
     "WordMaps": "inference",
-    "ImageIndex": "search",
-    "SearchError": "search",
-    "search_images": "search",
-    "update_index": "search",
-    "rank_reports": "search",
+    "ImageIndex": "commands.search",
+    "SearchError": "commands.search",
+    "search_images": "commands.search",
+    "update_index": "commands.search",
+    "rank_reports": "commands.search",
     "global_similarity": "models.similarity",
     "local_similarity": "models.similarity",
     "word_region_maps": "models.similarity",

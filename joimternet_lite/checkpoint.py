@@ -12,7 +12,7 @@ Taught in notebook 08. A checkpoint is a folder ``<run>/checkpoints/step_000100/
 marker: a folder without it, or whose files do not match it, is half-written and is never loaded
 (``latest_checkpoint`` passes over it, ``load_checkpoint`` refuses it). Only finite weights are
 written, a write that fails (a full disk) removes its folder and says so, and nothing here calls
-``pickle`` or ``torch.load``. How a run resumes from these folders is mapped in ``resume.py``.
+``pickle`` or ``torch.load``. How a run resumes from these folders is mapped in ``training/resume.py``.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def _fraction(text: str) -> float:
 
 
 def _env(args) -> int:
-    from .doctor import print_environment
+    from .commands.doctor import print_environment
 
     print_environment()
     return 0
@@ -221,28 +221,28 @@ def _load(args):
 
 
 def _train(args) -> int:
-    from .train import train
+    from .training.train import train
 
     train(_load(args), resume=args.resume, resume_from=args.resume_from)
     return 0
 
 
 def _evaluate(args) -> int:
-    from .pipeline import evaluate_run
+    from .commands.pipeline import evaluate_run
 
     evaluate_run(_load(args))
     return 0
 
 
 def _demo(args) -> int:
-    from .pipeline import run_demo
+    from .commands.pipeline import run_demo
 
     run_demo(_load(args))  # always resumes: a re-run continues an interrupted demo
     return 0
 
 
 def _ablate(args) -> int:
-    from .ablate import run_ablation
+    from .commands.ablate import run_ablation
 
     run_ablation(_load(args), seeds=args.seeds)
     return 0
@@ -284,8 +284,8 @@ def _search(args) -> int:
     """``search``: one result per line on stdout (path or study id, then the score; control
     characters escaped), or one JSON document with ``--json``; the index summary, skipped files and
     warnings on stderr. A folder in which no image could be read is an error."""
+    from .commands.search import SearchError, check_query
     from .inference import ImageTextInference
-    from .search import SearchError, check_query
 
     if bool(args.images) == bool(args.image):
         raise SearchError("give either --images DIR --query TEXT (rank images) or --image FILE --manifest ROOT "
@@ -302,7 +302,7 @@ def _search(args) -> int:
 
 def _rank_images(engine, args) -> int:
     """``search --images --query``: the folder's index summary on stderr, then the best images."""
-    from .search import SearchError, describe_update, search_images
+    from .commands.search import SearchError, describe_update, search_images
 
     result = search_images(engine, args.images, args.query, args.top, args.scoring, args.index,
                            overwrite=args.overwrite)
@@ -323,7 +323,7 @@ def _rank_images(engine, args) -> int:
 
 def _rank_reports(engine, args) -> int:
     """``search --image --manifest``: the best reports of the manifest for the image."""
-    from .search import rank_reports
+    from .commands.search import rank_reports
 
     ranked = rank_reports(engine, _read_image(args.image), args.manifest, args.top, args.scoring)
     if args.json:

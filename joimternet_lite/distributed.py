@@ -122,7 +122,7 @@ class ResumableSampler(DistributedSampler):
 
     With one process it is a seeded shuffle of the whole dataset. ``skip(n)`` drops the first ``n``
     indices of the next iteration only, so a resumed run does not load the batches it skips
-    (its part in resuming a run is mapped in ``resume.py``).
+    (its part in resuming a run is mapped in ``training/resume.py``).
     """
 
     def __init__(self, dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False):

@@ -16,7 +16,7 @@ from joimternet_lite import checkpoint as ckpt
 from joimternet_lite.course import course_model_settings, course_run, paper_recipe_settings, smoke_mode
 from joimternet_lite.data.dataset import load_training_data
 from joimternet_lite.device import pick_device
-from joimternet_lite.train import train
+from joimternet_lite.training.train import train
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 reproducibly on one thread than on two cores shared with other processes)."""
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -10,6 +11,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the figures a test left open: past 20 open figures matplotlib warns, and a later test
+    that checks its own warnings would see that one."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
 
 
 def pytest_collection_modifyitems(items):
@@ -34,7 +46,7 @@ def tiny_run(tmp_path_factory):
     """A run folder (config.yaml, tokenizer/, one checkpoint) of a tiny model trained 2 steps on
     24 SynthCXR studies at 64 px, and its SynthCXR root; shared by the hub, inference and search tests."""
     from joimternet_lite.config import load_config
-    from joimternet_lite.train import train
+    from joimternet_lite.training.train import train
 
     root = tmp_path_factory.mktemp("tiny_run")
     cfg = load_config("demo_cpu", TINY_MODEL + [f"data.root={root / 'synth'}", f"train.out_dir={root / 'run'}"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL
 
-from joimternet_lite.ablate import (
+from joimternet_lite.commands.ablate import (
     BASELINE,
     MLM_EQUAL_IMAGE_TEXT,
     VARIANTS,
@@ -23,7 +23,7 @@ from joimternet_lite.ablate import (
 )
 from joimternet_lite.config import apply_override, load_config
 from joimternet_lite.evaluate.intervals import paired_bootstrap, t_interval
-from joimternet_lite.train import step_kind
+from joimternet_lite.training.train import step_kind
 
 # ----------------------------------------------------------------------------- variant configs
 

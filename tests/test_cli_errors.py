@@ -21,7 +21,7 @@ from joimternet_lite.data.mimic import MimicError
 from joimternet_lite.data.openi import OpenIError
 from joimternet_lite.data.schema import ManifestError
 from joimternet_lite.data.skips import TooManySkipsError
-from joimternet_lite.train import NonFiniteLossError
+from joimternet_lite.training.train import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_an_unexpected_exception_prints_its_traceback_and_asks_for_a_report(monk
     def broken():
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("joimternet_lite.doctor.print_environment", broken)
+    monkeypatch.setattr("joimternet_lite.commands.doctor.print_environment", broken)
     assert main(["env"]) == errors.EXIT_BUG
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
@@ -95,7 +95,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("joimternet_lite.doctor.print_environment", interrupted)
+    monkeypatch.setattr("joimternet_lite.commands.doctor.print_environment", interrupted)
     assert main(["env"]) == errors.EXIT_INTERRUPTED == 130
     assert _one_error_line(capsys.readouterr().err) == "error: interrupted"
 

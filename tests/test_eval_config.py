@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from joimternet_lite import pipeline
+from joimternet_lite.commands import pipeline
 from joimternet_lite.config import ConfigError, EvalConfig, ScoreConfig, load_config
 
 

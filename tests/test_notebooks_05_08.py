@@ -33,7 +33,7 @@ from joimternet_lite.models.similarity import (
     local_similarity,
     local_similarity_reference,
 )
-from joimternet_lite.schedule import lr_multiplier
+from joimternet_lite.training.schedule import lr_multiplier
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

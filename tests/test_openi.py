@@ -392,7 +392,7 @@ def test_prepare_reruns_into_its_own_folder_even_after_a_failure(nlm_tree, tmp_p
 @pytest.mark.parametrize("preset", ["openi_cpu", "openi_gpu"])
 def test_openi_presets_train_with_lateral_only_studies_out_of_the_box(tmp_path, preset):
     from joimternet_lite.config import load_config
-    from joimternet_lite.train import train
+    from joimternet_lite.training.train import train
 
     src = _nlm_source(tmp_path / "src", range(1, 41), range(1, 41))
     for u in range(2, 41, 5):  # 8 of 40 studies keep only their lateral film: 20 %, far above 0.01

@@ -164,8 +164,8 @@ def test_openi_preset_trains_on_a_prepared_openi_manifest_with_the_cache(tmp_pat
 
 
 def test_ignored_settings_names_the_dotted_keys_the_run_overrides_except_eval():
+    from joimternet_lite.commands.pipeline import ignored_settings
     from joimternet_lite.config import load_config
-    from joimternet_lite.pipeline import ignored_settings
 
     run = load_config("demo_cpu", ["train.steps=600", "model.image.grid=8"])
     asked = load_config("demo_cpu", ["train.steps=10", "model.image.grid=4", "eval.bootstrap=7"])
@@ -174,7 +174,7 @@ def test_ignored_settings_names_the_dotted_keys_the_run_overrides_except_eval():
 
 
 def test_skipped_studies_section_names_both_kinds_of_exclusion():
-    from joimternet_lite.report import skipped_studies_section
+    from joimternet_lite.commands.report import skipped_studies_section
 
     text = skipped_studies_section({"test": {"studies": 5, "skipped": [
         {"study_id": "s1", "reason": "no frontal image"}, {"study_id": "s2", "reason": "unreadable"}]}})
@@ -184,8 +184,8 @@ def test_skipped_studies_section_names_both_kinds_of_exclusion():
 
 
 def test_recipe_line_names_each_setting_that_leaves_the_papers_local_alignment():
+    from joimternet_lite.commands.report import recipe_line
     from joimternet_lite.config import load_config
-    from joimternet_lite.report import recipe_line
 
     assert "the paper's local alignment" in recipe_line(load_config("demo_cpu"))
     line = recipe_line(load_config("demo_grounding"))

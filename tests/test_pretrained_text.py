@@ -114,7 +114,7 @@ def test_mlm_with_a_pretrained_tower_is_refused_when_the_config_loads(tmp_path):
 
 
 def test_the_ablation_leaves_out_the_mlm_variant_for_a_pretrained_tower(tmp_path, capsys):
-    from joimternet_lite.ablate import VARIANTS, default_variants
+    from joimternet_lite.commands.ablate import VARIANTS, default_variants
 
     assert default_variants(load_config("demo_cpu")) == list(VARIANTS)
     kept = default_variants(load_config("demo_cpu", [f"model.text.pretrained_path={tmp_path}"]))
@@ -124,8 +124,8 @@ def test_the_ablation_leaves_out_the_mlm_variant_for_a_pretrained_tower(tmp_path
 
 @pytest.mark.slow
 def test_train_evaluate_ablate_and_search_through_the_cli(folder, tmp_path):
-    from joimternet_lite.ablate import run_ablation
     from joimternet_lite.cli import main as cli_main
+    from joimternet_lite.commands.ablate import run_ablation
 
     overrides = [*TINY, f"model.text.pretrained_path={folder}", "data.num_studies=40", "data.synth_image_size=128",
                  "train.steps=2", "train.batch_size=8", "train.checkpoint_every=2", "eval.bootstrap=5",

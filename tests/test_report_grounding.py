@@ -4,8 +4,8 @@ import math
 
 import pytest
 
+from joimternet_lite.commands.report import controls_table, grounding_table, search_table, with_interval
 from joimternet_lite.headline import headline, headline_intervals
-from joimternet_lite.report import controls_table, grounding_table, search_table, with_interval
 
 KEYS = {"paired_phrase", "pointing", "pointing_best_control", "left_right", "i2r_global_r10", "probe_auroc",
         "search_p10"}

@@ -18,8 +18,8 @@ from test_search_cli import QUERY
 
 from joimternet_lite import atomic
 from joimternet_lite.cli import main
+from joimternet_lite.commands.search import INDEX_NAME
 from joimternet_lite.inference import ImageTextInference
-from joimternet_lite.search import INDEX_NAME
 
 
 @pytest.fixture

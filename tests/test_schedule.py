@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from joimternet_lite.config import TrainConfig
-from joimternet_lite.schedule import lr_multiplier, make_scheduler
+from joimternet_lite.training.schedule import lr_multiplier, make_scheduler
 
 
 @pytest.mark.parametrize(("step", "expected"), [

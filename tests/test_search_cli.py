@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from joimternet_lite.cli import main
+from joimternet_lite.commands.search import INDEX_NAME, ImageIndex
 from joimternet_lite.inference import ImageTextInference
-from joimternet_lite.search import INDEX_NAME, ImageIndex
 
 QUERY = "Small left pleural effusion."
 
@@ -75,7 +75,7 @@ def test_index_goes_where_asked_and_belongs_to_one_model(tiny_run, folder, capsy
     index = tmp_path / "elsewhere" / "my.safetensors"
     _search(tiny_run[0], folder, capsys, "--index", str(index), "--scoring", "combined", "--precision", "bf16")
     assert index.exists() and not (folder / INDEX_NAME).exists()
-    from joimternet_lite.search import model_fingerprint
+    from joimternet_lite.commands.search import model_fingerprint
 
     bf16 = ImageTextInference(engine.model, device="cpu", precision="bf16")
     assert ImageIndex.load(index, model_fingerprint(bf16)) is not None

@@ -30,9 +30,16 @@ from joimternet_lite.device import make_grad_scaler
 from joimternet_lite.distributed import ResumableSampler
 from joimternet_lite.models.joimternet import build_model
 from joimternet_lite.models.outputs import ModelOutput
-from joimternet_lite.resume import ResumeError, config_changes
-from joimternet_lite.schedule import make_scheduler
-from joimternet_lite.train import Engine, NonFiniteLossError, optimizer_step, param_groups, step_kind, train
+from joimternet_lite.training.resume import ResumeError, config_changes
+from joimternet_lite.training.schedule import make_scheduler
+from joimternet_lite.training.train import (
+    Engine,
+    NonFiniteLossError,
+    optimizer_step,
+    param_groups,
+    step_kind,
+    train,
+)
 
 WORDS = "left right lung heart effusion small large no pneumothorax normal cardiomegaly opacity base".split()
 TINY = ["data.image_size=32", "model.embed_dim=16", "model.image.widths=[4,4,4,8,8,8,8]", "model.image.grid=4",

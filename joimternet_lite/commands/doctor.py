@@ -13,8 +13,8 @@ PACKAGES = ("torch", "torchvision", "transformers", "tokenizers", "datasets", "p
 def environment_report() -> dict:
     import torch
 
-    from .course import data_dir
-    from .device import pick_device, resolve_precision
+    from ..course import data_dir
+    from ..device import pick_device, resolve_precision
 
     device = pick_device("auto")
     report = {

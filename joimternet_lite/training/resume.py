@@ -10,7 +10,7 @@ any moment and resumed ends with the weights of a run never interrupted. Four pl
   ``config_history.jsonl``), a change that breaks the saved state (batch size, seed, model) is refused;
 - ``checkpoint.py`` writes and reads the state: weights, optimizer, scheduler, grad scaler, the
   data position and the torch / numpy / python RNG states;
-- ``train.py`` puts the data stream back at ``(epoch, batches consumed)`` (``BatchStream``), restores
+- ``training/train.py`` puts the data stream back at ``(epoch, batches consumed)`` (``BatchStream``), restores
   the RNG once the stream is open, and drops log lines written after the checkpoint (``RunLog``);
 - ``distributed.ResumableSampler`` makes the data order depend only on ``(seed, epoch)`` and skips the
   samples already consumed without loading them.
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
-from .atomic import atomic_write_text
-from .config import Config, flatten, to_dict
-from .errors import UserError
+from .. import checkpoint as ckpt
+from ..atomic import atomic_write_text
+from ..config import Config, flatten, to_dict
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 

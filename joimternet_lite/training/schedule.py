@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .config import SCHEDULES, TrainConfig
+from ..config import SCHEDULES, TrainConfig
 
 
 def lr_multiplier(step: int, *, total_steps: int, warmup_steps: int = 0, kind: str = "cosine",

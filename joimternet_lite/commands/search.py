@@ -25,12 +25,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .data.errors import ImageReadError
-from .data.images import IMAGE_SUFFIXES, list_image_files
-from .errors import UserError
-from .inference import ImageEmbeddings, ImageInput, ImageTextInference, check_sentence, reader_warnings
-from .terminal import printable
+from ..atomic import atomic_path
+from ..data.errors import ImageReadError
+from ..data.images import IMAGE_SUFFIXES, list_image_files
+from ..errors import UserError
+from ..inference import ImageEmbeddings, ImageInput, ImageTextInference, check_sentence, reader_warnings
+from ..terminal import printable
 
 INDEX_NAME = ".joimternet-index.safetensors"
 INDEX_FORMAT = "1"
@@ -296,7 +296,7 @@ def rank_reports(engine: ImageTextInference, image: ImageInput, manifest_root: s
 
     Raises ``ImageReadError`` naming the image when it cannot be read.
     """
-    from .data.schema import load_manifest
+    from ..data.schema import load_manifest
 
     image_side = engine.embed_images([image])  # a bad image fails before the reports are embedded
     manifest = load_manifest(manifest_root)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_text
-from .config import Config, ConfigError, TrainConfig, apply_override
-from .errors import UserError
-from .evaluate.intervals import Interval, paired_bootstrap, t_interval
-from .markdown import format_cell, markdown_table
+from ..atomic import atomic_write_text
+from ..config import Config, ConfigError, TrainConfig, apply_override
+from ..errors import UserError
+from ..evaluate.intervals import Interval, paired_bootstrap, t_interval
+from ..markdown import format_cell, markdown_table
 
 BASELINE = "global CE (ConVIRT-like)"
 MLM_EQUAL_IMAGE_TEXT = "JoImTeRNet + MLM, equal image-text steps"
@@ -90,7 +90,7 @@ def variant_steps(cfg: Config) -> int:
 def steps_for_image_text_steps(train: TrainConfig, image_text_steps: int) -> int:
     """The fewest steps of an MLM run that hold ``image_text_steps`` image-text steps
     (the run's own per-step draw, ``train.step_kind``, so the count is exact, not expected)."""
-    from .train import step_kind
+    from ..training.train import step_kind
 
     if train.mlm and train.itm_probability <= 0:
         raise ConfigError("train.itm_probability=0 leaves an MLM run no image-text step; "
@@ -141,7 +141,7 @@ def study_values(cfg: Config, results: dict) -> dict[str, tuple[np.ndarray, np.n
     (weight 0 outside); pools are equal-sized, so the ratio equals the table's pool average.
     Pointing: the study's hits summed over its findings (raw map, phrase words), weight = findings.
     """
-    from .evaluate.retrieval import pool_indices, query_ranks, similarity_matrix
+    from ..evaluate.retrieval import pool_indices, query_ranks, similarity_matrix
 
     test, ev = results["embeddings"], cfg.eval
     n = len(test.study_ids)
@@ -307,10 +307,10 @@ def runs_json(runs: dict[str, list[Run]], wall_seconds: float | None = None) -> 
 def run_ablation(cfg: Config, variants: list[str] | None = None, seeds: int = 1) -> Path:
     """Train and evaluate each variant for ``seeds`` seeds (resuming finished or interrupted runs);
     write ablation.md and ablation.json into ``<train.out_dir>/../ablation_<name>``."""
-    from .data.dataset import load_training_data
-    from .device import pick_device
+    from ..data.dataset import load_training_data
+    from ..device import pick_device
+    from ..training.train import train
     from .pipeline import evaluate_model
-    from .train import train
 
     if seeds < 1:
         raise ValueError(f"seeds={seeds}: run at least one seed")

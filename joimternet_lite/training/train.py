@@ -4,7 +4,7 @@ Taught in notebook 08 (the loop, checkpoints, resume) and its GPU sections (mixe
 ``torch.compile``, DDP). ``train(cfg)`` is the whole pipeline; the loop itself is
 :func:`run_loop`, readable in one screen, and each of its steps is a small function below it.
 
-Exact resume (mapped in ``resume.py``): the data order depends only on ``(seed, epoch)``, the choice
+Exact resume (mapped in ``training/resume.py``): the data order depends only on ``(seed, epoch)``, the choice
 of an image-text or MLM step only on ``(seed, step)``, and a checkpoint stores the data position and
 the torch / numpy / python RNG states (which drive dropout, augmentation, random negatives and MLM
 masking). On CPU a run killed at any point and resumed ends with the same weights as one that was
@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import checkpoint as ckpt
-from .config import Config, ConfigError, TrainConfig, save_config, to_dict, validate
-from .data.skips import StudySkipLog
-from .device import autocast_context, describe, make_grad_scaler, pick_device, resolve_precision, to_device
-from .distributed import (
+from .. import checkpoint as ckpt
+from ..config import Config, ConfigError, TrainConfig, save_config, to_dict, validate
+from ..data.skips import StudySkipLog
+from ..device import autocast_context, describe, make_grad_scaler, pick_device, resolve_precision, to_device
+from ..distributed import (
     DistInfo,
     all_ranks_true,
     average_gradients,
@@ -52,10 +52,10 @@ from .distributed import (
     init_distributed,
     max_over_ranks,
 )
-from .errors import UserError
-from .losses import JoImTeRNetLoss, same_report_mask
-from .models.outputs import ModelOutput
-from .models.text_encoder import mlm_mask
+from ..errors import UserError
+from ..losses import JoImTeRNetLoss, same_report_mask
+from ..models.outputs import ModelOutput
+from ..models.text_encoder import mlm_mask
 from .resume import (
     describe_changes,
     find_checkpoint,
@@ -412,14 +412,14 @@ def load_data_and_model(cfg: Config, model: nn.Module | None, dataloader, device
     """The training loader, the model and the tokenizer (None when both model and loader are given)."""
     tokenizer = None
     if model is None or dataloader is None:
-        from .data.dataset import load_training_data, make_dataloader, make_dataset
+        from ..data.dataset import load_training_data, make_dataloader, make_dataset
 
         manifest, tokenizer = load_training_data(cfg, tokenizer_dir=Path(cfg.train.out_dir) / "tokenizer")
         if dataloader is None:
             dataset = make_dataset(cfg, manifest, "train", train=True)
             dataloader = make_dataloader(dataset, tokenizer, cfg, train=True, device=device)
     if model is None:
-        from .models.joimternet import model_for
+        from ..models.joimternet import model_for
 
         model = model_for(cfg, len(tokenizer), tokenizer)
     return dataloader, model, tokenizer
@@ -445,7 +445,7 @@ def train(cfg: Config, resume: bool = False, model: nn.Module | None = None, dat
 
     ``resume=True`` continues from the newest complete checkpoint in ``train.out_dir`` (or starts
     fresh when there is none); ``resume_from`` (a step number or a checkpoint folder) from that one.
-    Without either, a folder that already holds checkpoints is refused. ``resume.py`` maps the rest.
+    Without either, a folder that already holds checkpoints is refused. ``training/resume.py`` maps the rest.
     """
     validate(cfg)
     started = time.perf_counter()

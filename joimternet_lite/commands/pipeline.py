@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from .atomic import atomic_write_text
-from .config import Config, flatten, from_dict, to_dict
-from .data.dataset import load_training_data, make_dataloader, make_dataset
-from .device import pick_device
-from .evaluate import embed_dataset, evaluate_frozen, evaluate_retrieval, synthcxr_targets
-from .evaluate.embed import DatasetEmbeddings
-from .evaluate.finding_search import search_precision
-from .evaluate.grounding import grounding_results
-from .models.joimternet import model_for
+from .. import checkpoint as ckpt
+from ..atomic import atomic_write_text
+from ..config import Config, flatten, from_dict, to_dict
+from ..data.dataset import load_training_data, make_dataloader, make_dataset
+from ..device import pick_device
+from ..evaluate import embed_dataset, evaluate_frozen, evaluate_retrieval, synthcxr_targets
+from ..evaluate.embed import DatasetEmbeddings
+from ..evaluate.finding_search import search_precision
+from ..evaluate.grounding import grounding_results
+from ..models.joimternet import model_for
 
 EVAL_BATCH = 64
 
@@ -35,8 +35,8 @@ def stage(number: int, total: int, text: str) -> None:
 
 def dataset_statistics(manifest) -> dict:
     """Counts per split, label prevalence (label == 1) and report length in words."""
-    from .data.schema import CHEXPERT_LABELS
-    from .data.tokenizer import split_words
+    from ..data.schema import CHEXPERT_LABELS
+    from ..data.tokenizer import split_words
 
     splits = {str(s): int(n) for s, n in zip(*np.unique(manifest["split"], return_counts=True), strict=True)}
     labels = manifest["labels"]
@@ -106,8 +106,8 @@ def run_demo(cfg: Config, resume: bool = True) -> Path:
     A re-run resumes training from the last checkpoint (a finished run only re-evaluates). The
     evaluation is :func:`evaluate_run`'s, so the report names the checkpoint it measured.
     """
-    from .train import train
-    from .viz import contact_sheet
+    from ..training.train import train
+    from ..viz import contact_sheet
 
     started = time.perf_counter()
     out_dir = Path(cfg.train.out_dir)

@@ -8,10 +8,10 @@ import json
 import math
 from pathlib import Path
 
-from .atomic import atomic_write_text
-from .config import Config, flatten, to_dict
-from .headline import HEADLINE_MAP, headline, headline_intervals, improvement_checks
-from .markdown import format_cell, markdown_table
+from ..atomic import atomic_write_text
+from ..config import Config, flatten, to_dict
+from ..headline import HEADLINE_MAP, headline, headline_intervals, improvement_checks
+from ..markdown import format_cell, markdown_table
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
 
@@ -161,7 +161,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
     ones passed over (``skipped_checkpoints``), where the config came from (``config_from``) and
     the command-line settings the run's config overrode (``command_line_settings_ignored``).
     """
-    from . import viz
+    from .. import viz
 
     out_dir = Path(out_dir)
     figures = {

@@ -1,0 +1,1 @@
+"""The commands a user runs, start to end: demo and evaluate (pipeline), ablate, search, env, and the demo report."""
