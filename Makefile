@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: demo lab test test-all notebooks workshop-prep lint bench env clean-venv
+.PHONY: demo lab test test-package test-all notebooks workshop-prep lint bench env clean-venv
 
 # `make demo` needs only the package; tests and notebooks add their extras on top (same pins).
 $(CORE_STAMP): pyproject.toml constraints.txt
@@ -49,6 +49,10 @@ lab: $(LAB_OVERRIDES)
 # Package tests, then every notebook and solution notebook in smoke mode (nbmake), in one run.
 test: $(STAMP)
 	JOIMTERNET_SMOKE=1 $(PY) -m pytest -m "not slow" tests --nbmake --nbmake-timeout=180 notebooks $(PYTEST_ARGS)
+
+# The package alone (tests/package mirrors joimternet_lite/): no notebook, no browser; a few minutes.
+test-package: $(STAMP)
+	$(PY) -m pytest -m "not slow" tests/package $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	JOIMTERNET_SMOKE=1 $(PY) -m pytest tests --nbmake --nbmake-timeout=180 notebooks $(PYTEST_ARGS)
