@@ -51,16 +51,21 @@ def precision_at_k(scores: torch.Tensor, relevant: np.ndarray, k: int) -> tuple[
     return np.array([relevant[rows, q].mean() for q, rows in enumerate(top)]), top
 
 
-def query_scores(model, tokenizer, image_vectors: torch.Tensor, queries: list[str], device="cpu") -> torch.Tensor:
-    """(N, Q) the scores ``search`` ranks images by (global cosine) for image vectors (N, D)."""
-    images = ImageEmbeddings(image_vectors, None)
-    return similarity_matrix(images, embed_reports(model, tokenizer, queries, device), "global", model.similarity,
-                             device=device)
+def query_scores(model, tokenizer, image_vectors: torch.Tensor, queries: list[str], device="cpu",
+                 scoring: str = "global", regions: torch.Tensor | None = None,
+                 combined_weight: float = 0.5) -> torch.Tensor:
+    """(N, Q) the scores ``search`` ranks images by for image vectors (N, D): its default global
+    cosine, or ``search --scoring local|combined`` (``eval.combined_weight``), which also need the
+    images' regions (N, R, D)."""
+    images = ImageEmbeddings(image_vectors, regions)
+    return similarity_matrix(images, embed_reports(model, tokenizer, queries, device), scoring, model.similarity,
+                             combined_weight, device=device)
 
 
 def search_precision(model, tokenizer, embeddings: DatasetEmbeddings, records: list[dict], k: int = 10, device="cpu",
-                     queries=FINDING_QUERIES) -> dict:
-    """Precision@k of every query over the embedded images (``embed_dataset``'s output).
+                     queries=FINDING_QUERIES, scoring: str = "global", combined_weight: float = 0.5) -> dict:
+    """Precision@k of every query over the embedded images (``embed_dataset``'s output), ranked by
+    ``scoring`` (``search``'s default, global, unless asked).
 
     records: manifest rows; embeddings' row i is the study ``embeddings.study_ids[i]``. Returns
     ``mean_precision``, ``mean_prevalence`` and, per query, ``precision``, ``prevalence``,
@@ -68,11 +73,12 @@ def search_precision(model, tokenizer, embeddings: DatasetEmbeddings, records: l
     """
     by_id = {r["study_id"]: r for r in records}
     relevant = query_relevance([by_id[s] for s in embeddings.study_ids], queries)
-    scores = query_scores(model, tokenizer, embeddings.images.image_vectors, [q for q, _, _ in queries], device)
+    scores = query_scores(model, tokenizer, embeddings.images.image_vectors, [q for q, _, _ in queries], device,
+                          scoring, embeddings.images.regions, combined_weight)
     precision, top = precision_at_k(scores, relevant, k)
     rows = [dict(query=q, type=kind, side=side, precision=float(p), prevalence=float(relevant[:, i].mean()),
                  relevant=int(relevant[:, i].sum()), top=[embeddings.study_ids[j] for j in top[i]],
                  top_relevant=relevant[top[i], i].tolist())
             for i, ((q, kind, side), p) in enumerate(zip(queries, precision, strict=True))]
-    return {"k": k, "scoring": "global", "images": len(embeddings.study_ids), "queries": rows,
+    return {"k": k, "scoring": scoring, "images": len(embeddings.study_ids), "queries": rows,
             "mean_precision": float(precision.mean()), "mean_prevalence": float(relevant.mean(axis=0).mean())}

@@ -42,3 +42,8 @@ def test_query_scores_are_the_scores_search_ranks_by(tiny_run):
     expected = engine.similarity(images, queries)       # what `search --scoring global` sorts
     got = query_scores(engine.model, engine.tokenizer, images.image_vectors, queries)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    for scoring in ("local", "combined"):               # `search --scoring local|combined`
+        expected = engine.similarity(images, queries, scoring)
+        got = query_scores(engine.model, engine.tokenizer, images.image_vectors, queries, "cpu", scoring,
+                           images.regions, engine.config.eval.combined_weight)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
