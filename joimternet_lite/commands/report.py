@@ -10,7 +10,14 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..config import Config, flatten, to_dict
-from ..headline import HEADLINE_MAP, headline, headline_intervals, improvement_checks
+from ..headline import (
+    HEADLINE_MAP,
+    RECORDED_SEEDS,
+    headline,
+    headline_intervals,
+    improvement_checks,
+    seed_spread,
+)
 from ..markdown import format_cell, markdown_table
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "mrr")
@@ -96,12 +103,21 @@ def swap_table(rows: list[dict]) -> str:
                             r["mass_true_after"], r["mass_mirror_after"], r["moved"]] for r in rows])
 
 
-def headline_table(trained: dict, baseline: dict) -> str:
-    """results.json's ``headline`` block, trained (with its interval where there is one) beside untrained."""
+def headline_table(trained: dict, baseline: dict, spread: dict | None = None) -> str:
+    """results.json's ``headline`` block, trained (with its interval where there is one) beside untrained,
+    and, given the preset's recorded ``spread`` (``headline.seed_spread``), the seeds' mean ± sd
+    (worst seed) and whether this run lies inside the seeds' range."""
     t, b, ci = headline(trained), headline(baseline), headline_intervals(trained)
+    header = ["key", "trained", "95 % interval (studies)", "untrained"]
     rows = [[k, t[k], None if ci[k] is None else f"[{format_cell(ci[k][0])}, {format_cell(ci[k][1])}]", b[k]]
             for k in t]
-    return markdown_table(["key", "trained", "95 % interval (studies)", "untrained"], rows)
+    if spread:
+        header += [f"seeds {', '.join(map(str, RECORDED_SEEDS))}: mean ± sd (worst)", "this run inside their range"]
+        for row, key in zip(rows, t, strict=True):
+            s = spread[key]
+            inside = None if t[key] is None else ("yes" if s["low"] <= t[key] <= s["high"] else "no")
+            row += [f"{format_cell(s['mean'])} ± {format_cell(s['sd'])} ({format_cell(s['worst'])})", inside]
+    return markdown_table(header, rows)
 
 
 def search_table(trained: dict, baseline: dict) -> str:
@@ -115,9 +131,14 @@ def search_table(trained: dict, baseline: dict) -> str:
                           rows)
 
 
-def grounding_sections(trained: dict, baseline: dict, attention_png: Path) -> list[str]:
-    """The report's grounding: the controls and the attention figure first, then the full tables."""
+def grounding_sections(trained: dict, baseline: dict, attention_png: Path, preset: str = "") -> list[str]:
+    """The report's grounding: the controls and the attention figure first, then the full tables.
+    ``preset``: the run's config name; a shipped demo preset's headline is set beside its recorded seeds."""
     kind, words = HEADLINE_MAP
+    spread = seed_spread(preset)
+    seeds_note = ("" if spread is None else f" The last two columns: the `{preset}` preset as shipped, trained "
+                  f"with seeds {', '.join(map(str, RECORDED_SEEDS))} (bench/RESULTS.md); one run lands inside "
+                  "that spread, not on its mean. A run with other settings than the preset's is not that recipe.")
     return [
         "## Does the map read the words?\n\nA map that ignores the words (the same map for every phrase) "
         "scores exactly 0.5 on both tests below, whatever the image. **Paired-phrase test**: in a study with "
@@ -136,7 +157,8 @@ def grounding_sections(trained: dict, baseline: dict, attention_png: Path) -> li
         "better pointing of two maps that read no finding word, on the same findings: the `blind` map (region "
         f"lengths) and `{kind} control` (the model's mean map over unrelated sentences). `search_p10`: "
         "the mean of the search table's P@10. Intervals: bootstrap over the test studies; R@10 and P@10 "
-        "have none here (the ablation table bootstraps R@10).\n\n" + headline_table(trained, baseline),
+        f"have none here (the ablation table bootstraps R@10).{seeds_note}\n\n"
+        + headline_table(trained, baseline, spread),
         "## Grounding\n\nFor each positive finding: the map of its head word, of its whole phrase "
         "(mean over the phrase's words) in the report, or of the phrase typed alone. `alpha` is the DAMSM "
         "attention; `raw` the word-region similarity softmaxed over regions; `blind` a baseline that reads no "
@@ -194,7 +216,7 @@ def write_report(cfg: Config, out_dir: Path, stats: dict, trained: dict, baselin
     if "grounding" in trained:
         attention = viz.attention_examples(model, tokenizer, manifest, trained["embeddings"], cfg,
                                            out_dir / "attention_maps.png", device)
-        parts += grounding_sections(trained, baseline, attention)
+        parts += grounding_sections(trained, baseline, attention, cfg.name)
     if "search" in trained:
         panel = viz.query_panel(trained["search"], trained["embeddings"], manifest, cfg, out_dir / "search_top5.png")
         parts.append(f"## Search\n\nOne plain query per SynthCXR finding, each ranking the "

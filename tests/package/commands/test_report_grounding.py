@@ -84,3 +84,30 @@ def test_the_headline_reads_the_kind_ground_draws_by_default():
 
     args = build_parser().parse_args(["ground", "--model", "m", "--image", "i.png", "--text", "t", "--out", "o.png"])
     assert HEADLINE_MAP[0] == args.kind
+
+
+def test_the_recorded_seed_spread_is_the_readme_s_three_seed_table():
+    from joimternet_lite.headline import seed_spread
+
+    spread = seed_spread("demo_grounding")      # the README's numbers, mean ± sd and the worst seed
+    assert set(spread) == KEYS
+    for key, (mean, sd, worst) in {"paired_phrase": (0.724, 0.025, 0.700), "pointing": (0.289, 0.120, 0.156),
+                                   "pointing_best_control": (0.169, 0.059, 0.225),
+                                   "left_right": (0.878, 0.067, 0.803), "i2r_global_r10": (42.0, 6.6, 37.0),
+                                   "probe_auroc": (0.877, 0.010, 0.868), "search_p10": (0.251, 0.012, 0.238)}.items():
+        assert (round(spread[key]["mean"], 3), round(spread[key]["worst"], 3)) == (mean, worst), key
+        assert abs(spread[key]["sd"] - sd) < 0.001 * max(1, mean), key
+    assert seed_spread("my_own_preset") is None
+
+
+def test_the_headline_table_says_whether_this_run_lies_inside_the_seeds_range():
+    from joimternet_lite.commands.report import headline_table
+    from joimternet_lite.headline import seed_spread
+
+    table = headline_table(_results(), _results(), seed_spread("demo_grounding"))
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert rows["i2r_global_r10"].rstrip(" |").endswith("yes")     # 37.0: the lowest seed, inside [37.0, 49.5]
+    assert rows["paired_phrase"].rstrip(" |").endswith("no")       # 0.59 below the seeds' 0.700
+    assert "0.724 ± 0.025 (0.7)" in rows["paired_phrase"] or "0.724 ± 0.025 (0.700)" in rows["paired_phrase"]
+    assert "seeds 42, 43, 44" in table.splitlines()[0]
+    assert "seeds" not in headline_table(_results(), _results()).splitlines()[0]
