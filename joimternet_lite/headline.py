@@ -67,7 +67,7 @@ def _headline_with_intervals(results: dict) -> dict:
 
 # The headline block of the shipped demo presets trained with seeds 42, 43 and 44 (600 steps, the
 # SynthCXR demo data, one torch thread; bench/RESULTS.md, "Grounding controls and finding search"
-# and "Local alignment options"). One run lands inside that spread, not on its mean.
+# and "Local alignment options"). A run is one more draw around that spread, not bounded by it.
 RECORDED_SEEDS = (42, 43, 44)
 RECORDED_HEADLINES = {
     "demo_grounding": {"paired_phrase": (0.750, 0.721, 0.700), "pointing": (0.390, 0.320, 0.156),

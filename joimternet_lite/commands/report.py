@@ -137,8 +137,9 @@ def grounding_sections(trained: dict, baseline: dict, attention_png: Path, prese
     kind, words = HEADLINE_MAP
     spread = seed_spread(preset)
     seeds_note = ("" if spread is None else f" The last two columns: the `{preset}` preset as shipped, trained "
-                  f"with seeds {', '.join(map(str, RECORDED_SEEDS))} (bench/RESULTS.md); one run lands inside "
-                  "that spread, not on its mean. A run with other settings than the preset's is not that recipe.")
+                  f"with seeds {', '.join(map(str, RECORDED_SEEDS))} (bench/RESULTS.md). A run is one more draw: "
+                  "it varies around that spread, and three seeds do not bound it (another thread count or "
+                  "machine gives other weights). A run with other settings than the preset's is not that recipe.")
     return [
         "## Does the map read the words?\n\nA map that ignores the words (the same map for every phrase) "
         "scores exactly 0.5 on both tests below, whatever the image. **Paired-phrase test**: in a study with "
