@@ -1,6 +1,6 @@
 """What every course figure script shares: a file-only matplotlib backend, one look, and SVG output
 that is byte-stable (fixed hash salt, text kept as text, no date), so a re-run changes a committed
-SVG only when its drawing changes. ``tests/test_figures.py`` re-draws each figure and compares.
+SVG only when its drawing changes. ``tests/course/test_figures.py`` re-draws each figure and compares.
 """
 
 from pathlib import Path
@@ -44,3 +44,15 @@ def finish_diagram(fig, ax, xlim, ylim, out: Path) -> None:
     ax.axis("off")
     fig.tight_layout()
     save_svg(fig, out)
+
+
+def grid_panel_frame(ax, cells, grid, title):
+    """Outline grid ``cells`` (flat indices into a ``grid`` (rows, cols) image) in red, drop the ticks
+    and set the title: the frame of a word-map panel drawn cell by cell."""
+    for j in cells:
+        r, c = divmod(j, grid[1])
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+

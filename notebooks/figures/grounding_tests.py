@@ -10,7 +10,7 @@ Writes grounding_tests.svg next to this file (byte-stable across re-runs).
 from pathlib import Path
 
 import numpy as np
-from figure_style import plt, save_svg
+from figure_style import grid_panel_frame, plt, save_svg
 
 OUT = Path(__file__).with_suffix(".svg")
 GRID = (4, 4)
@@ -30,12 +30,7 @@ def mirrored(cells):
 
 def panel(ax, values, title, outline, mass_cells):
     ax.imshow(values.reshape(GRID), cmap="viridis", vmin=0, vmax=0.5)
-    for j in outline:
-        r, c = divmod(j, GRID[1])
-        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
+    grid_panel_frame(ax, outline, GRID, title)
     ax.set_xlabel(f"mass on the red cells: {values[list(mass_cells)].sum():.2f}", fontsize=8)
 
 

@@ -10,7 +10,7 @@ Writes region_ownership.svg next to this file (byte-stable across re-runs).
 from pathlib import Path
 
 import numpy as np
-from figure_style import plt, save_svg
+from figure_style import grid_panel_frame, plt, save_svg
 
 OUT = Path(__file__).with_suffix(".svg")
 
@@ -44,12 +44,7 @@ def region_grid(ax, values, title, labels=None, vmax=None):
         r, c = divmod(j, GRID[1])
         text = labels[j] if labels is not None else f"{values[j]:.2f}"
         ax.text(c, r, text, ha="center", va="center", fontsize=7, color="white")
-    for j in EFFUSION_CELLS:
-        r, c = divmod(j, GRID[1])
-        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
+    grid_panel_frame(ax, EFFUSION_CELLS, GRID, title)
     return image
 
 
