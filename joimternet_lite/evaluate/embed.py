@@ -17,6 +17,7 @@ from ..data.dataset import NO_FRONTAL
 from ..data.tokenizer import tokenize_reports
 from ..device import to_device
 from ..models.outputs import ImageEmbeddings, ReportEmbeddings
+from ..models.similarity import valid_words
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ def _embed_batch(model, batch: dict, parts: dict, keep_local: bool) -> None:
 
 def _mask_of(txt) -> torch.Tensor:
     """(B, L) bool word mask of a text output; every valid word when the tower gives none."""
-    if txt.word_mask is not None:
-        return txt.word_mask
-    return torch.arange(txt.words.shape[1], device=txt.lengths.device) < txt.lengths[:, None]
+    return valid_words(txt.lengths, txt.words.shape[1], txt.word_mask)
 
 
 def _concatenate(parts: dict, keep_local: bool) -> DatasetEmbeddings:
