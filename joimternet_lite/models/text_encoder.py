@@ -112,36 +112,35 @@ class TextEncoder(nn.Module):
         """input_ids, attention_mask (B, L) long; word_ids (B, L) only for a pretrained encoder;
         sentence_ids (B, L - 1) only with ``local_units="sentences"``."""
         states = self.states(input_ids, attention_mask)
-        word_states, lengths = self._word_states(states, attention_mask, word_ids)
-        valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
+        word_states, lengths, valid = self._word_states(states, attention_mask, word_ids)
         local = self._local_mask(input_ids, valid)
         words, units, word_mask = self.word_proj(word_states) * valid[..., None], None, local
         if self.local_units == "sentences":
             sentences = self._sentences(sentence_ids, local)
             words, units = sentence_vectors(words, sentences)
             word_mask = sentence_rows(units, sentences)
-        report = self._report_vectors(states, word_states, valid, lengths)
+        report = self._report_vectors(states, word_states, lengths, valid)
         return TextOutput(words, lengths, report, units, word_mask)
 
     def report_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        word_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The report vectors (B, D) alone, as ``forward`` computes them."""
         states = self.states(input_ids, attention_mask)
-        word_states, lengths = self._word_states(states, attention_mask, word_ids)
-        valid = torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
-        return self._report_vectors(states, word_states, valid, lengths)
+        return self._report_vectors(states, *self._word_states(states, attention_mask, word_ids))
 
     def _word_states(self, states, attention_mask, word_ids):
-        """(B, L, H) states -> word states (B, L - 1, H) and lengths (B,)."""
+        """(B, L, H) states -> word states (B, L - 1, H), lengths (B,) and the valid word rows (B, L - 1)."""
         if word_ids is not None:
-            return pool_subwords(states, word_ids)
-        if self.pretrained:
+            word_states, lengths = pool_subwords(states, word_ids)
+        elif self.pretrained:
             raise ValueError("a pretrained sub-word encoder needs word_ids: build the batch with "
                              "joimternet_lite.data.tokenizer.tokenize_reports(tokenizer, texts) and the "
                              "folder's tokenizer (load_pretrained_tokenizer)")
-        return states[:, 1:], attention_mask.sum(dim=1) - 1
+        else:
+            word_states, lengths = states[:, 1:], attention_mask.sum(dim=1) - 1
+        return word_states, lengths, torch.arange(word_states.shape[1], device=lengths.device) < lengths[:, None]
 
-    def _report_vectors(self, states, word_states, valid, lengths):
+    def _report_vectors(self, states, word_states, lengths, valid):
         if self.pool == "cls":
             return self.report_proj(states[:, 0])
         return self.report_proj((word_states * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None])
